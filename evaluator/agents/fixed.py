@@ -1,0 +1,74 @@
+"""Agents with no model: the oracle, the no-op agent and the scripted action player.
+
+They keep bundles honest (`ctxeval check`: the oracle must pass, the no-op must fail) and make
+bundles debuggable step by step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..episode.context import EpisodeContext
+from ..errors import CtxevalError
+from ..hashing import iter_files
+from ..jsonschemas import validate
+from .base import Agent
+
+
+class NoopAgent(Agent):
+    """Leaves the starter workspace as it is and submits."""
+
+    kind = "noop"
+
+    def run(self, ctx: EpisodeContext) -> None:
+        ctx.submit({"note": "no-op"})
+
+
+class OracleAgent(Agent):
+    """Copies the bundle's reference/ over the workspace, runs the reference command, submits."""
+
+    kind = "oracle"
+
+    def run(self, ctx: EpisodeContext) -> None:
+        reference = ctx.bundle.reference_dir
+        if reference is None:
+            raise CtxevalError(f"bundle {ctx.bundle.id!r} has no workspace.reference for the oracle")
+        for file in iter_files(reference):
+            ctx.write_file(file.relative_to(reference).as_posix(), file.read_bytes())
+        if ctx.bundle.reference_command:
+            ctx.exec(ctx.bundle.reference_command)
+        ctx.submit({"note": "oracle"})
+
+
+class ScriptedActionsAgent(Agent):
+    """Plays a fixed list of actions from a YAML/JSON file (schemas/actions.schema.json)."""
+
+    kind = "scripted_actions"
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            document = yaml.safe_load(self.path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise CtxevalError(f"{self.path}: cannot read actions file: {exc}") from None
+        validate(document, "actions", self.path)
+        self.actions: list[dict[str, Any]] = document["actions"]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "actions_file": str(self.path)}
+
+    def run(self, ctx: EpisodeContext) -> None:
+        for action in self.actions:
+            if "exec" in action:
+                ctx.exec(action["exec"], timeout=action.get("timeout"))
+            elif "write_file" in action:
+                ctx.write_file(action["write_file"]["path"], action["write_file"]["content"])
+            elif "read_file" in action:
+                ctx.read_file(action["read_file"])
+            elif "tool" in action:
+                ctx.call_tool(action["tool"], action.get("args", {}))
+            elif "submit" in action:
+                ctx.submit(action["submit"])
+                return

@@ -1,0 +1,127 @@
+"""Load bundle.yaml: schema validation, then file and cross-reference checks, all reported at once."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import ValidationFailed, Violation
+from ..jsonschemas import project_schema, schema_errors, violations
+from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, Limits,
+                       SuccessRule, Target, ToolSpec)
+
+MANIFEST_NAME = "bundle.yaml"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ValidationFailed([Violation(str(path), "$", f"not valid YAML ({where}): "
+                                          f"{getattr(exc, 'problem', exc)}")]) from None
+
+
+def _read_json_schema(path: Path, file_label: str, json_path: str,
+                      found: list[Violation]) -> dict[str, Any]:
+    try:
+        schema = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        found.append(Violation(file_label, json_path, f"cannot read JSON Schema {path.name}: {exc}"))
+        return {}
+    found.extend(Violation(str(path), v.json_path, f"not a valid JSON Schema: {v.message}")
+                 for v in schema_errors(schema, str(path)))
+    return schema
+
+
+def manifest_path_of(path: Path) -> Path:
+    path = Path(path)
+    return path / MANIFEST_NAME if path.is_dir() else path
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and fully check a bundle folder (or its bundle.yaml). Raises ValidationFailed."""
+    manifest = manifest_path_of(Path(path)).resolve()
+    if not manifest.exists():
+        raise ValidationFailed([Violation(str(manifest), "$", "bundle manifest not found")])
+    root = manifest.parent
+    label = str(manifest)
+    raw = _read_yaml(manifest)
+    found = violations(raw, project_schema("bundle"), label)
+    if found:
+        raise ValidationFailed(found)
+
+    def existing(rel: str, json_path: str, want_dir: bool | None = None) -> Path:
+        target = (root / rel).resolve()
+        if not target.exists():
+            found.append(Violation(label, json_path, f"file not found: {rel}"))
+        elif want_dir is True and not target.is_dir():
+            found.append(Violation(label, json_path, f"not a folder: {rel}"))
+        elif want_dir is False and not target.is_file():
+            found.append(Violation(label, json_path, f"not a file: {rel}"))
+        return target
+
+    task = existing(raw["task"], "$.task", want_dir=False)
+    image = raw["image"]
+    dockerfile = existing(image["dockerfile"], "$.image.dockerfile", want_dir=False)
+    context = [existing(rel, f"$.image.context[{i}]") for i, rel in enumerate(image.get("context", []))]
+    ws = raw["workspace"]
+    starter = existing(ws["starter"], "$.workspace.starter", want_dir=True)
+    reference = existing(ws["reference"], "$.workspace.reference", want_dir=True) if "reference" in ws else None
+
+    tools = []
+    for i, t in enumerate(raw.get("tools", [])):
+        found.extend(Violation(label, f"$.tools[{i}].parameters{v.json_path[1:]}",
+                               f"not a valid JSON Schema: {v.message}")
+                     for v in schema_errors(t["parameters"], label))
+        tools.append(ToolSpec(**t))
+    names = [t.name for t in tools]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            found.append(Violation(label, f"$.tools[{i}].name", f"duplicate tool name {name!r}"))
+    tools_dir = (root / "tools") if tools else None
+    if tools_dir is not None and not tools_dir.is_dir():
+        found.append(Violation(label, "$.tools", "the bundle declares tools but has no tools/ folder"))
+
+    grader = raw["grader"]
+    grader_dir = existing(grader.get("path", "grader"), "$.grader.path", want_dir=True)
+    output = raw["output"]
+    schema_file = existing(output["schema"], "$.output.schema", want_dir=False)
+    output_schema = _read_json_schema(schema_file, label, "$.output.schema", found) if schema_file.is_file() else {}
+
+    controller = None
+    if "controller" in raw:
+        c = raw["controller"]
+        found.extend(Violation(label, f"$.controller.proposal_schema{v.json_path[1:]}",
+                               f"not a valid JSON Schema: {v.message}")
+                     for v in schema_errors(c["proposal_schema"], label))
+        if c["apply_tool"] not in names:
+            found.append(Violation(label, "$.controller.apply_tool", f"no tool named {c['apply_tool']!r}"))
+        controller = ControllerSpec(**c)
+
+    data = None
+    if "data" in raw:
+        data = DataSpec(**raw["data"])
+        existing(data.prepare[0], "$.data.prepare[0]", want_dir=False)
+    if ws.get("reference_command") and reference is None:
+        found.append(Violation(label, "$.workspace.reference_command", "needs workspace.reference"))
+
+    if found:
+        raise ValidationFailed(found)
+    t = raw["target"]
+    target = Target(metric=t["metric"], direction=t["direction"], baseline=t.get("baseline"),
+                    success=SuccessRule(**t["success"]))
+    return Bundle(
+        root=root, manifest_path=manifest, raw=raw, id=raw["id"], version=raw["version"],
+        title=raw["title"], description=raw.get("description", ""), task_path=task,
+        dockerfile=dockerfile, image_context=context, build_args=dict(image.get("build_args", {})),
+        starter_dir=starter, reference_dir=reference, reference_command=ws.get("reference_command"),
+        tools_dir=tools_dir, tools=tools, data=data, grader_dir=grader_dir,
+        grader_command=grader["command"],
+        grader_timeout_seconds=float(grader.get("timeout_seconds", DEFAULT_GRADER_TIMEOUT_SECONDS)),
+        output_path=output["path"], output_schema_path=schema_file, output_schema=output_schema,
+        target=target, limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
+    )

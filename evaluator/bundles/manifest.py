@@ -1,0 +1,145 @@
+"""Typed view of a validated bundle.yaml."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Secure defaults for limits a manifest leaves out.
+DEFAULT_MAX_STEPS = 30
+DEFAULT_WALL_SECONDS = 1800.0
+DEFAULT_EXEC_TIMEOUT_SECONDS = 120.0
+DEFAULT_OUTPUT_BYTES = 64 * 1024
+DEFAULT_CPUS = 1.0
+DEFAULT_MEMORY_MB = 1024
+DEFAULT_PIDS = 256
+DEFAULT_TMPFS_MB = 256
+DEFAULT_TOOL_TIMEOUT_SECONDS = 300.0
+DEFAULT_GRADER_TIMEOUT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    wall_seconds: float = DEFAULT_WALL_SECONDS
+    exec_timeout_seconds: float = DEFAULT_EXEC_TIMEOUT_SECONDS
+    output_bytes: int = DEFAULT_OUTPUT_BYTES
+    cpus: float = DEFAULT_CPUS
+    memory_mb: int = DEFAULT_MEMORY_MB
+    pids: int = DEFAULT_PIDS
+    tmpfs_mb: int = DEFAULT_TMPFS_MB
+
+    @classmethod
+    def from_manifest(cls, raw: dict[str, Any]) -> "Limits":
+        return cls(**{k: v for k, v in raw.items() if k != "network"})
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    command: str
+    timeout_seconds: float = DEFAULT_TOOL_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class SuccessRule:
+    rule: str
+    min_relative_improvement: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    metric: str
+    direction: str
+    success: SuccessRule
+    baseline: float | None = None
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score `a` is strictly better than `b`."""
+        return a > b if self.maximize else a < b
+
+    def relative_improvement(self, score: float) -> float | None:
+        if self.baseline is None or self.baseline == 0:
+            return None
+        gain = score - self.baseline if self.maximize else self.baseline - score
+        return gain / abs(self.baseline)
+
+    def target_score(self) -> float | None:
+        """The score the success rule asks for, where the rule names one."""
+        rule = self.success
+        if rule.rule == "threshold":
+            return rule.threshold
+        if rule.min_relative_improvement is not None and self.baseline is not None:
+            delta = abs(self.baseline) * rule.min_relative_improvement
+            return self.baseline + delta if self.maximize else self.baseline - delta
+        return None
+
+    def meets_target(self, score: float | None) -> bool:
+        goal = self.target_score()
+        if score is None or goal is None:
+            return False
+        return score >= goal - 1e-12 if self.maximize else score <= goal + 1e-12
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    prepare: list[str]
+    public: str | None = None
+    private: str | None = None
+    context: str | None = None
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    proposal_schema: dict[str, Any]
+    apply_tool: str
+    score_key: str
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded, validated bundle. Paths are absolute."""
+
+    root: Path
+    manifest_path: Path
+    raw: dict[str, Any]
+    id: str
+    version: str
+    title: str
+    task_path: Path
+    dockerfile: Path
+    image_context: list[Path]
+    build_args: dict[str, str]
+    starter_dir: Path
+    reference_dir: Path | None
+    reference_command: str | None
+    tools_dir: Path | None
+    tools: list[ToolSpec]
+    data: DataSpec | None
+    grader_dir: Path
+    grader_command: str
+    grader_timeout_seconds: float
+    output_path: str
+    output_schema_path: Path
+    output_schema: dict[str, Any]
+    target: Target
+    limits: Limits
+    controller: ControllerSpec | None = None
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_text(self) -> str:
+        return self.task_path.read_text()
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)

@@ -1,0 +1,181 @@
+"""The `ctxeval` command line. Imports stay inside commands so `ctxeval --help` starts fast."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="ctxeval: containerized task bundles for measuring how context policies shape LLM agents.")
+data_app = typer.Typer(no_args_is_help=True, help="Prepare bundle data (public files and private answers).")
+app.add_typer(data_app, name="data")
+
+
+def _console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _console().print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(path: Path):
+    from .bundles import load_bundle
+    from .errors import ValidationFailed
+    try:
+        return load_bundle(path)
+    except ValidationFailed as exc:
+        _fail("invalid bundle:\n" + "\n".join(f"  {v}" for v in exc.violations))
+
+
+def _guard(fn):
+    """Run a command body; a CtxevalError becomes a one-line message, never a traceback."""
+    from .errors import CtxevalError, ValidationFailed
+    try:
+        return fn()
+    except ValidationFailed as exc:
+        _fail("\n".join(str(v) for v in exc.violations))
+    except CtxevalError as exc:
+        _fail(str(exc))
+
+
+def _image_for(bundle, backend: str, base_source: str = "auto"):
+    if backend != "docker":
+        return None, None
+    from .images import ImageBuilder
+    console = _console()
+    with console.status(f"images for {bundle.id}…") as status:
+        builder = ImageBuilder(base_source=base_source, log=lambda m: status.update(m[:100]))
+        ref = builder.bundle_image(bundle)
+    console.print(f"image {ref.tag} ({'built' if ref.built else 'cached'})")
+    return ref.tag, ref.input_hash
+
+
+@app.command()
+def validate(bundles: list[Path] = typer.Argument(..., help="bundle folders or bundle.yaml files")) -> None:
+    """Validate bundle manifests and the schemas they name; report every violation with file and JSON path."""
+    from .bundles import load_bundle
+    from .errors import ValidationFailed
+    failed = False
+    for path in bundles:
+        try:
+            bundle = load_bundle(path)
+            typer.echo(f"ok  {bundle.id} {bundle.version} ({bundle.manifest_path})")
+        except ValidationFailed as exc:
+            failed = True
+            for violation in exc.violations:
+                typer.echo(f"FAIL {violation}", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def build(bundles: list[Path] = typer.Argument(None, help="bundles to build (default: all under bundles/)"),
+          base_source: str = typer.Option("auto", help="auto | registry | offline")) -> None:
+    """Build the base image and bundle images, tagged by input hash; existing tags are skipped."""
+    from .images import ImageBuilder
+    from .paths import BUNDLES_DIR
+
+    def body():
+        paths = bundles or sorted(p.parent for p in BUNDLES_DIR.glob("*/bundle.yaml"))
+        console = _console()
+        with console.status("base image…") as status:
+            builder = ImageBuilder(base_source=base_source, log=lambda m: status.update(m[:100]))
+            base = builder.base_image()
+            console.print(f"base   {base.tag} ({'built' if base.built else 'cached'})")
+            for path in paths:
+                ref = builder.bundle_image(_load(path))
+                console.print(f"bundle {ref.tag} ({'built' if ref.built else 'cached'})")
+    _guard(body)
+
+
+@app.command()
+def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+        agent: str = typer.Option("model", help="model | oracle | noop | actions"),
+        model: str = typer.Option("scripted:hill_climb", help="scripted:<name>"),
+        policy: str = typer.Option("full_history", help="context policy"),
+        mode: str = typer.Option("controller", help="controller (agentic arrives with the model clients)"),
+        actions: Optional[Path] = typer.Option(None, help="actions file for the scripted actions agent"),
+        seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
+        seed: Optional[int] = typer.Option(None, help="run this one seed"),
+        backend: str = typer.Option("auto", help="auto | docker | local"),
+        runtime: Optional[str] = typer.Option(None, help="container runtime, e.g. runsc (gVisor)"),
+        run_id: Optional[str] = typer.Option(None, help="name the run (default: time + random)"),
+        resume: Optional[str] = typer.Option(None, help="finish an interrupted run: RUN_ID"),
+        runs_dir: Optional[Path] = typer.Option(None, help="where runs are written (default: runs/)")) -> None:
+    """Run episodes of a bundle and write schema-valid results under runs/<run_id>/."""
+    from .agents import create_agent
+    from .runs import RunPlan, execute, summarize
+    from .sandbox import resolve_backend
+
+    def body():
+        console = _console()
+        bundle = _load(bundle_path)
+        chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        the_agent = create_agent(agent, model=model, policy=policy, actions=actions, mode=mode)
+        seed_list = [seed] if seed is not None else list(range(seeds))
+        plan = RunPlan(bundle=bundle, agent=the_agent, seeds=seed_list, backend=chosen, root=runs_dir,
+                       runtime=runtime, **({"run_id": resume or run_id} if (resume or run_id) else {}))
+        image, image_hash = _image_for(bundle, chosen)
+        console.print(f"run {plan.run_id} → {plan.run_dir}")
+
+        def show(result):
+            mark = "[green]success[/]" if result["success"] else "[red]fail[/]"
+            console.print(f"  {result['episode_id']}: {mark} score={result['score']} "
+                          f"stop={result['stop_reason']} steps={result['metrics']['steps']}"
+                          + (f" error={result['error']}" if result["error"] else ""), highlight=False)
+
+        summary = summarize(execute(plan, image, image_hash, on_episode=show))
+        typer.echo(f"{summary['successes']}/{summary['episodes']} episodes succeeded; results in {plan.run_dir}")
+    _guard(body)
+
+
+@app.command()
+def check(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+          backend: str = typer.Option("auto", help="auto | docker | local"),
+          runs_dir: Optional[Path] = typer.Option(None, help="where the check's episodes are written")) -> None:
+    """Prove a bundle sound: manifest and schemas validate, the image builds, the oracle passes, the no-op fails."""
+    from .check import check_bundle
+    from .sandbox import resolve_backend
+
+    def body():
+        console = _console()
+        bundle = _load(bundle_path)
+        chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        image, image_hash = _image_for(bundle, chosen)
+        report = check_bundle(bundle, chosen, image, image_hash, runs_root=runs_dir)
+        for item in report.items:
+            mark = "[green]PASS[/]" if item.passed else "[red]FAIL[/]"
+            console.print(f"{mark} {item.name}: {item.detail}", highlight=False)
+        if not report.passed:
+            raise typer.Exit(1)
+        typer.echo(f"bundle {bundle.id} is sound")
+    _guard(body)
+
+
+@data_app.command("prepare")
+def data_prepare(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+                 force: bool = typer.Option(False, help="prepare again even if cached")) -> None:
+    """Run the bundle's data stage (cached under the ctxeval cache)."""
+    from .bundles.data import prepare_data
+
+    def body():
+        prepared = prepare_data(_load(bundle_path), force=force)
+        typer.echo(f"public:  {prepared.public}\nprivate: {prepared.private}")
+    _guard(body)
+
+
+@app.command()
+def clean(run: Optional[str] = typer.Option(None, help="only this run's resources")) -> None:
+    """Remove containers and volumes ctxeval left behind (after a crash or kill)."""
+    from .sandbox.cleanup import cleanup
+    report = cleanup(run_id=run)
+    typer.echo(f"removed {len(report.containers)} containers, {len(report.volumes)} volumes")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app(sys.argv[1:])

@@ -1,0 +1,187 @@
+"""What an agent may do in an episode, each action logged, timed and counted against the budget."""
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bundles.manifest import Bundle, ToolSpec
+from ..errors import BudgetExceeded
+from ..jsonschemas import violations
+from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
+from .events import EventLog
+
+STOP_SUBMITTED = "submitted"
+STOP_MAX_STEPS = "max_steps"
+STOP_WALL_TIME = "wall_time"
+STOP_TOKENS = "token_budget"
+STOP_COST = "cost_budget"
+STOP_TARGET = "target_reached"
+STOP_MODEL = "model_stopped"
+STOP_SANDBOX_DIED = "sandbox_died"
+STOP_AGENT_ERROR = "agent_error"
+STOP_ACTIONS_DONE = "actions_exhausted"
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass
+class EpisodeMetrics:
+    steps: int = 0
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    summarizer_tokens: int = 0
+    cost_usd: float = 0.0
+    model_seconds: float = 0.0
+    sandbox_seconds: float = 0.0
+    context_tokens: list[int] = field(default_factory=list)
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_record(self, wall_seconds: float) -> dict[str, Any]:
+        return {"steps": self.steps, "llm_calls": self.llm_calls, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
+                "summarizer_tokens": self.summarizer_tokens, "cost_usd": round(self.cost_usd, 6),
+                "wall_seconds": round(wall_seconds, 4), "model_seconds": round(self.model_seconds, 4),
+                "sandbox_seconds": round(self.sandbox_seconds, 4), "context_tokens": self.context_tokens,
+                "iterations": self.iterations}
+
+
+@dataclass
+class ToolResult:
+    ok: bool
+    output: Any
+    error: str | None
+    exec: ExecResult | None
+
+    def observation(self) -> str:
+        if self.ok:
+            return self.output if isinstance(self.output, str) else json.dumps(self.output, sort_keys=True)
+        return f"ERROR: {self.error}"
+
+
+class EpisodeContext:
+    """The agent's only handle on the episode. Every method is one step."""
+
+    def __init__(self, bundle: Bundle, sandbox: Sandbox, events: EventLog, seed: int,
+                 max_steps: int | None = None, wall_seconds: float | None = None):
+        self.bundle = bundle
+        self.sandbox = sandbox
+        self.events = events
+        self.seed = seed
+        self.max_steps = max_steps or bundle.limits.max_steps
+        self.wall_seconds = wall_seconds or bundle.limits.wall_seconds
+        self.metrics = EpisodeMetrics()
+        self.outcomes: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.submitted: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+
+    # -- budget ------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def _begin_step(self, kind: str) -> int:
+        if self.submitted is not None:
+            raise BudgetExceeded(STOP_SUBMITTED)
+        if self.metrics.steps >= self.max_steps:
+            raise BudgetExceeded(STOP_MAX_STEPS)
+        if self.elapsed() >= self.wall_seconds:
+            raise BudgetExceeded(STOP_WALL_TIME)
+        limits = self.bundle.limits
+        if limits.max_tokens and self.metrics.prompt_tokens + self.metrics.completion_tokens >= limits.max_tokens:
+            raise BudgetExceeded(STOP_TOKENS)
+        if limits.max_cost_usd is not None and self.metrics.cost_usd >= limits.max_cost_usd:
+            raise BudgetExceeded(STOP_COST)
+        self.metrics.steps += 1
+        return self.metrics.steps
+
+    def _record_exec(self, step: int, kind: str, detail: dict[str, Any], result: ExecResult) -> None:
+        self.metrics.sandbox_seconds += result.duration_s
+        self.outcomes[result.outcome] += 1
+        self.events.emit("step", step=step, action=kind, **detail, result=result.to_record())
+        if result.outcome in (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME):
+            raise BudgetExceeded(STOP_SANDBOX_DIED if result.outcome == OUTCOME_SANDBOX_DIED else STOP_WALL_TIME)
+
+    def remaining_wall(self) -> float:
+        return max(1.0, self.wall_seconds - self.elapsed())
+
+    # -- actions -----------------------------------------------------------------
+    def exec(self, command: str, timeout: float | None = None) -> ExecResult:
+        step = self._begin_step("exec")
+        limit = min(timeout or self.bundle.limits.exec_timeout_seconds, self.remaining_wall())
+        result = self.sandbox.exec(command, timeout=limit)
+        self._record_exec(step, "exec", {"command": command}, result)
+        return result
+
+    def write_file(self, path: str, content: str | bytes) -> ExecResult:
+        step = self._begin_step("write_file")
+        data = content.encode() if isinstance(content, str) else content
+        result = self.sandbox.write_file(path, data)
+        self._record_exec(step, "write_file", {"path": path, "bytes": len(data)}, result)
+        return result
+
+    def read_file(self, path: str, max_bytes: int = 256 * 1024) -> str | None:
+        step = self._begin_step("read_file")
+        started = time.monotonic()
+        data = self.sandbox.read_file(path, max_bytes=max_bytes)
+        self.metrics.sandbox_seconds += time.monotonic() - started
+        self.events.emit("step", step=step, action="read_file", path=path,
+                         found=data is not None, bytes=len(data or b""))
+        return None if data is None else data.decode("utf-8", errors="replace")
+
+    def call_tool(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        step = self._begin_step("tool")
+        spec = self.bundle.tool(name)
+        if spec is None:
+            return self._tool_error(step, name, arguments, f"unknown tool {name!r}; tools: "
+                                    f"{', '.join(t.name for t in self.bundle.tools) or 'none'}")
+        problems = violations(arguments, spec.parameters, f"arguments of {name}")
+        if problems:
+            return self._tool_error(step, name, arguments, "; ".join(f"{p.json_path}: {p.message}" for p in problems))
+        return self._run_tool(step, spec, arguments)
+
+    def _tool_error(self, step: int, name: str, arguments: Any, error: str) -> ToolResult:
+        self.outcomes["tool_rejected"] += 1
+        self.events.emit("step", step=step, action="tool", tool=name, arguments=arguments, error=error)
+        return ToolResult(False, None, error, None)
+
+    def _run_tool(self, step: int, spec: ToolSpec, arguments: dict[str, Any]) -> ToolResult:
+        timeout = min(spec.timeout_seconds, self.remaining_wall())
+        result = self.sandbox.exec(spec.command, stdin=json.dumps(arguments).encode(), timeout=timeout)
+        self._record_exec(step, "tool", {"tool": spec.name, "arguments": arguments}, result)
+        if result.exit_code != 0:
+            reason = result.stderr.strip() or result.stdout.strip() or result.outcome
+            return ToolResult(False, None, f"{spec.name} failed ({result.outcome}): {reason[-2000:]}", result)
+        try:
+            return ToolResult(True, json.loads(result.stdout), None, result)
+        except json.JSONDecodeError:
+            return ToolResult(True, result.stdout, None, result)
+
+    def submit(self, payload: dict[str, Any] | None = None) -> None:
+        step = self._begin_step("submit")
+        self.submitted = payload or {}
+        self.stop_reason = STOP_SUBMITTED
+        self.events.emit("step", step=step, action="submit", payload=self.submitted)
+
+    # -- model accounting ----------------------------------------------------------
+    def record_llm_call(self, usage: Usage, seconds: float, context_tokens: int, summarizer: bool = False) -> None:
+        if summarizer:
+            self.metrics.summarizer_tokens += usage.prompt_tokens + usage.completion_tokens
+        else:
+            self.metrics.llm_calls += 1
+            self.metrics.prompt_tokens += usage.prompt_tokens
+            self.metrics.completion_tokens += usage.completion_tokens
+            self.metrics.cached_tokens += usage.cached_tokens
+            self.metrics.context_tokens.append(context_tokens)
+        self.metrics.cost_usd += usage.cost_usd
+        self.metrics.model_seconds += seconds

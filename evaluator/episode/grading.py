@@ -1,0 +1,79 @@
+"""Grading in a separate sandbox: the workspace read-only, private answers mounted only here."""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..bundles.data import PreparedData
+from ..bundles.manifest import Bundle
+from ..jsonschemas import project_schema, violations
+from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
+from ..sandbox.base import ROLE_GRADER
+
+GRADE_FILE = "grade.json"
+GRADER_OUTPUT_BYTES = 1024 * 1024
+
+
+@dataclass
+class GradeOutcome:
+    grade: dict[str, Any] | None
+    errors: list[str] = field(default_factory=list)
+    log: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return self.grade is not None and not self.errors and bool(self.grade.get("valid"))
+
+    @property
+    def score(self) -> float | None:
+        return self.grade.get("score") if self.valid else None
+
+
+def grader_limits(bundle: Bundle) -> SandboxLimits:
+    limits = bundle.limits
+    return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
+                         tmpfs_mb=limits.tmpfs_mb, exec_timeout_seconds=bundle.grader_timeout_seconds,
+                         output_bytes=GRADER_OUTPUT_BYTES, wall_seconds=bundle.grader_timeout_seconds + 120)
+
+
+def grade_workspace(bundle: Bundle, backend: str, image: str | None, workspace_source: str,
+                    prepared: PreparedData, labels: dict[str, str], **sandbox_options: Any) -> GradeOutcome:
+    """Run the bundle's grader against a workspace (docker volume name or local folder)."""
+    copy: Path | None = None
+    if backend == "local":  # a local grader gets its own copy: it cannot change the agent's files
+        copy = Path(tempfile.mkdtemp(prefix="ctxeval-grade-ws-"))
+        shutil.copytree(workspace_source, copy, dirs_exist_ok=True, symlinks=True)
+        workspace_source = str(copy)
+    spec = SandboxSpec(image=image, limits=grader_limits(bundle), labels=labels, role=ROLE_GRADER,
+                       tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
+                       private_dir=prepared.private, workspace_read_only=True,
+                       workspace_source=workspace_source)
+    sandbox = create_sandbox(backend, spec, **sandbox_options)
+    try:
+        sandbox.start()
+        run = sandbox.exec(bundle.grader_command)
+        log = {"grader": run.to_record()}
+        read = sandbox.exec(f'cat "$CTXEVAL_OUTPUT/{GRADE_FILE}"', output_cap=GRADER_OUTPUT_BYTES)
+    finally:
+        sandbox.stop()
+        if copy is not None:
+            shutil.rmtree(copy, ignore_errors=True)
+    if run.exit_code != 0:
+        return GradeOutcome(None, [f"grader failed ({run.outcome}, exit {run.exit_code}): "
+                                   f"{run.stderr.strip()[-1500:]}"], log)
+    if read.exit_code != 0:
+        return GradeOutcome(None, [f"the grader wrote no {GRADE_FILE}"], log)
+    return parse_grade(read.stdout, log)
+
+
+def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
+    try:
+        grade = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return GradeOutcome(None, [f"{GRADE_FILE} is not JSON: {exc}"], log or {})
+    problems = violations(grade, project_schema("grade"), GRADE_FILE)
+    return GradeOutcome(grade, [str(p) for p in problems], log or {})

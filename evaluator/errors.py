@@ -1,0 +1,38 @@
+"""Errors a user can act on. The CLI prints them without a traceback."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CtxevalError(Exception):
+    """Base class of every error ctxeval reports to the user as a plain message."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem in one file, at one JSON path ("$" is the document root)."""
+
+    file: str
+    json_path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.json_path}: {self.message}"
+
+
+class ValidationFailed(CtxevalError):
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("\n".join(str(v) for v in violations))
+
+
+class BudgetExceeded(CtxevalError):
+    """The agent hit a step, token, cost or wall-time limit."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class SandboxError(CtxevalError):
+    """The sandbox itself failed (not the agent's command)."""

@@ -1,0 +1,222 @@
+"""The one sandbox contract every backend fulfils, and the records it returns.
+
+Everything the agent does crosses this interface: exec (with timeout and output cap),
+read/write of files, reset to the starter state, copy-out of artefacts.
+"""
+from __future__ import annotations
+
+import abc
+import io
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..hashing import iter_files
+
+# Outcomes of one exec, recorded as they are in events and results.
+OUTCOME_OK = "ok"
+OUTCOME_NONZERO_EXIT = "nonzero_exit"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_OUTPUT_CAPPED = "output_capped"
+OUTCOME_MEMORY_KILLED = "memory_killed"
+OUTCOME_PIDS_LIMIT = "pids_limit"
+OUTCOME_KILLED = "killed"
+OUTCOME_WALL_TIME = "wall_time_exceeded"
+OUTCOME_SANDBOX_DIED = "sandbox_died"
+
+ROLE_AGENT = "agent"
+ROLE_GRADER = "grader"
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    cpus: float
+    memory_mb: int
+    pids: int
+    tmpfs_mb: int
+    exec_timeout_seconds: float
+    output_bytes: int
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to start. Host folders are mounted read-only; the workspace is the only shared state."""
+
+    image: str | None
+    limits: SandboxLimits
+    labels: dict[str, str]
+    role: str = ROLE_AGENT
+    tools_dir: Path | None = None
+    data_dir: Path | None = None
+    grader_dir: Path | None = None
+    private_dir: Path | None = None
+    workspace_read_only: bool = False
+    workspace_source: str | None = None  # an existing volume (docker) / folder (local) to mount
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ExecResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    outcome: str
+    duration_s: float
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    raw_stdout: bytes = field(default=b"", repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == OUTCOME_OK
+
+    def to_record(self, max_chars: int = 4000) -> dict[str, Any]:
+        return {"exit_code": self.exit_code, "outcome": self.outcome,
+                "duration_s": round(self.duration_s, 4), "stdout": self.stdout[:max_chars],
+                "stderr": self.stderr[:max_chars], "stdout_bytes": self.stdout_bytes,
+                "stderr_bytes": self.stderr_bytes}
+
+
+class OutputCollector:
+    """Keeps at most `cap` bytes of stdout+stderr together and says when the cap is exceeded."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.kept = {1: bytearray(), 2: bytearray()}
+        self.seen = {1: 0, 2: 0}
+
+    @property
+    def total(self) -> int:
+        return self.seen[1] + self.seen[2]
+
+    @property
+    def exceeded(self) -> bool:
+        return self.total > self.cap
+
+    def feed(self, stream: int, data: bytes) -> bool:
+        room = self.cap - len(self.kept[1]) - len(self.kept[2])
+        if room > 0:
+            self.kept[stream] += data[:room]
+        self.seen[stream] += len(data)
+        return self.exceeded
+
+    def raw(self, stream: int) -> bytes:
+        return bytes(self.kept[stream])
+
+    def result(self, exit_code: int | None, outcome: str, duration_s: float) -> "ExecResult":
+        return ExecResult(exit_code=exit_code, stdout=self.text(1), stderr=self.text(2),
+                          outcome=outcome, duration_s=duration_s, stdout_bytes=self.seen[1],
+                          stderr_bytes=self.seen[2], raw_stdout=self.raw(1))
+
+    def text(self, stream: int) -> str:
+        body = self.kept[stream].decode("utf-8", errors="replace")
+        if self.exceeded and self.seen[stream] > len(self.kept[stream]):
+            body += f"\n[ctxeval: output capped at {self.cap} bytes; {self.seen[stream]} bytes produced]"
+        return body
+
+
+def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
+             memory_killed: bool = False, pids_limited: bool = False) -> str:
+    """One outcome per exec, most specific first."""
+    if memory_killed:
+        return OUTCOME_MEMORY_KILLED
+    if pids_limited:
+        return OUTCOME_PIDS_LIMIT
+    if capped:
+        return OUTCOME_OUTPUT_CAPPED
+    if timed_out:
+        return OUTCOME_TIMEOUT
+    if exit_code == 0:
+        return OUTCOME_OK
+    if exit_code is not None and exit_code in (137, -9):
+        return OUTCOME_KILLED
+    return OUTCOME_NONZERO_EXIT
+
+
+def safe_extract(archive: bytes, dest: Path) -> list[str]:
+    """Extract a tar from untrusted hands: no absolute paths, no links or devices leaving `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
+        for member in tar:
+            try:
+                tar.extract(member, dest, filter="data")
+            except (tarfile.FilterError, OSError):
+                continue  # refused: recorded by absence; never written outside dest
+            if member.isfile():
+                names.append(member.name.removeprefix("./"))
+    return sorted(names)
+
+
+def tar_of_folder(folder: Path) -> bytes:
+    """An in-memory tar of a folder's contents (names relative to it), for workspace restore."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for file in iter_files(folder):
+            tar.add(file, arcname=file.relative_to(folder).as_posix(), recursive=False)
+    return buffer.getvalue()
+
+
+class Sandbox(abc.ABC):
+    """A started environment the agent acts in. Backends: docker (isolated), local (not)."""
+
+    backend: str = "abstract"
+    isolated: bool = False
+    workspace_path: str = "/workspace"
+
+    def __init__(self, spec: SandboxSpec):
+        self.spec = spec
+        self.started_at: float | None = None
+
+    # lifecycle
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def stop(self) -> None: ...
+
+    @abc.abstractmethod
+    def reset(self, starter_dir: Path) -> None:
+        """Kill every agent process, clear temp space and restore the workspace to `starter_dir`."""
+
+    # actions
+    @abc.abstractmethod
+    def exec(self, command: str, *, args: list[str] | None = None, timeout: float | None = None,
+             stdin: bytes | None = None, env: dict[str, str] | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        """Run `command` with bash in the workspace (`args` are $1, $2, ...).
+
+        Never raises for the command's own failure: timeouts, caps and kills are outcomes.
+        """
+
+    @abc.abstractmethod
+    def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
+        """Copy the workspace's files to a host folder safely; return the names copied."""
+
+    def write_file(self, path: str, data: bytes) -> ExecResult:
+        """Write a file as the sandbox user (relative paths are under the workspace)."""
+        return self.exec('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', args=[path], stdin=data)
+
+    def read_file(self, path: str, max_bytes: int = 1024 * 1024) -> bytes | None:
+        """A file's bytes (at most `max_bytes`), or None when it cannot be read."""
+        result = self.exec('cat -- "$1"', args=[path], output_cap=max_bytes)
+        if result.exit_code != 0 and result.outcome != OUTCOME_OUTPUT_CAPPED:
+            return None
+        return result.raw_stdout
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "isolated": self.isolated, "image": self.spec.image,
+                "role": self.spec.role}
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started_at is None else time.monotonic() - self.started_at
+
+    def __enter__(self) -> "Sandbox":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

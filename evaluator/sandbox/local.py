@@ -1,0 +1,153 @@
+"""The local backend: a temp folder and subprocesses with rlimits. NOT isolated.
+
+For machines without a Docker engine, and only when asked for (or announced). The agent's code
+runs as the calling user with the host's network and files; rlimits bound memory, CPU time,
+file size and processes, and each command runs in its own process group so it can be killed.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec,
+                   classify, safe_extract)
+
+MAX_FILE_BYTES = 1024 * 1024 * 1024
+KILL_GRACE_SECONDS = 2.0
+
+
+class LocalSandbox(Sandbox):
+    backend = "local"
+    isolated = False
+
+    def __init__(self, spec: SandboxSpec):
+        super().__init__(spec)
+        self.root: Path | None = None
+        self.workspace: Path | None = None
+        self.tmp: Path | None = None
+        self._groups: set[int] = set()
+
+    def start(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix=f"ctxeval-local-{self.spec.role}-"))
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir()
+        if self.spec.workspace_source:
+            self.workspace = Path(self.spec.workspace_source)
+        else:
+            self.workspace = self.root / "workspace"
+            self.workspace.mkdir()
+        self.workspace_path = str(self.workspace)
+        self.started_at = time.monotonic()
+
+    def stop(self) -> None:
+        self._kill_all()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def environment(self) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "LANG": "C.UTF-8",
+               "HOME": str(self.tmp), "TMPDIR": str(self.tmp), "PYTHONDONTWRITEBYTECODE": "1",
+               "CTXEVAL_WORKSPACE": str(self.workspace)}
+        optional = {"CTXEVAL_TOOLS": self.spec.tools_dir, "CTXEVAL_DATA": self.spec.data_dir}
+        if self.spec.role == ROLE_GRADER:
+            output = self.root / "output"
+            output.mkdir(exist_ok=True)
+            optional.update(CTXEVAL_GRADER=self.spec.grader_dir, CTXEVAL_PRIVATE=self.spec.private_dir,
+                            CTXEVAL_OUTPUT=output)
+        env.update({k: str(v) for k, v in optional.items() if v is not None})
+        return {**env, **self.spec.env}
+
+    def _limits(self, timeout: float) -> None:
+        """Runs in the child before exec: new session, then rlimits."""
+        os.setsid()
+        memory = self.spec.limits.memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        cpu = int(timeout) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+
+    def exec(self, command: str, *, args: list[str] | None = None, timeout: float | None = None,
+             stdin: bytes | None = None, env: dict[str, str] | None = None,
+             output_cap: int | None = None) -> ExecResult:
+        timeout = float(timeout or self.spec.limits.exec_timeout_seconds)
+        collector = OutputCollector(output_cap or self.spec.limits.output_bytes)
+        started = time.monotonic()
+        if self.elapsed() > self.spec.limits.wall_seconds:
+            return collector.result(None, OUTCOME_WALL_TIME, 0.0)
+        proc = subprocess.Popen(["bash", "-c", command, "ctxeval", *(args or [])], cwd=self.workspace,
+                                env={**self.environment(), **(env or {})}, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: self._limits(timeout))
+        self._groups.add(proc.pid)
+        capped = threading.Event()
+
+        def pump(stream, number: int) -> None:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                if collector.feed(number, chunk):
+                    capped.set()
+                    self._kill_group(proc.pid)
+
+        readers = [threading.Thread(target=pump, args=(proc.stdout, 1), daemon=True),
+                   threading.Thread(target=pump, args=(proc.stderr, 2), daemon=True)]
+        for reader in readers:
+            reader.start()
+        try:
+            proc.stdin.write(stdin or b"")
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            self._kill_group(proc.pid)
+            proc.wait()
+        self._kill_group(proc.pid)  # nothing it forked outlives the command
+        for reader in readers:
+            reader.join(timeout=KILL_GRACE_SECONDS)
+        exit_code = proc.returncode
+        exit_code = 128 - exit_code if exit_code < 0 else exit_code
+        memory_killed = exit_code != 0 and b"MemoryError" in collector.raw(2)
+        outcome = classify(exit_code, timed_out=timed_out, capped=capped.is_set(), memory_killed=memory_killed)
+        return collector.result(exit_code, outcome, time.monotonic() - started)
+
+    def _kill_group(self, pgid: int) -> None:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _kill_all(self) -> None:
+        for pgid in list(self._groups):
+            self._kill_group(pgid)
+        self._groups.clear()
+
+    def reset(self, starter_dir: Path) -> None:
+        self._kill_all()
+        for folder in (self.workspace, self.tmp):
+            for child in folder.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        shutil.copytree(starter_dir, self.workspace, dirs_exist_ok=True)
+
+    def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
+        result = self.exec('tar -C "$CTXEVAL_WORKSPACE" -cf - .', output_cap=max_bytes, timeout=120)
+        return safe_extract(result.raw_stdout, dest)
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["warning"] = "local backend: NOT isolated (host user, host network, host files)"
+        return info
