@@ -96,9 +96,16 @@ def build(bundles: list[Path] = typer.Argument(None, help="bundles to build (def
 @app.command()
 def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
         agent: str = typer.Option("model", help="model | oracle | noop | actions"),
-        model: str = typer.Option("scripted:hill_climb", help="scripted:<name>"),
-        policy: str = typer.Option("full_history", help="context policy"),
-        mode: str = typer.Option("controller", help="controller (agentic arrives with the model clients)"),
+        model: Optional[str] = typer.Option(None, help="openai:<m> | anthropic:<m> | scripted:<name> | replay:<file> "
+                                                       "(default: scripted:hill_climb, or scripted:react in agentic mode)"),
+        policy: str = typer.Option("full_history", help="preset name, policy name or YAML file (see `ctxeval policies`)"),
+        mode: str = typer.Option("controller", help="controller | agentic"),
+        base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (vLLM, Ollama, ...)"),
+        max_steps: Optional[int] = typer.Option(None, min=1, help="step budget (default: the bundle's)"),
+        max_tokens: Optional[int] = typer.Option(None, min=1, help="token budget (prompt + completion + summarizer)"),
+        max_cost: Optional[float] = typer.Option(None, min=0, help="cost budget in USD"),
+        wall_seconds: Optional[float] = typer.Option(None, min=1, help="wall-time budget per episode"),
+        stop_on_valid_output: bool = typer.Option(False, help="agentic: stop as soon as the output is schema-valid"),
         actions: Optional[Path] = typer.Option(None, help="actions file for the scripted actions agent"),
         seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
         seed: Optional[int] = typer.Option(None, help="run this one seed"),
@@ -109,6 +116,7 @@ def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
         runs_dir: Optional[Path] = typer.Option(None, help="where runs are written (default: runs/)")) -> None:
     """Run episodes of a bundle and write schema-valid results under runs/<run_id>/."""
     from .agents import create_agent
+    from .episode.context import Budget
     from .runs import RunPlan, execute, summarize
     from .sandbox import resolve_backend
 
@@ -116,10 +124,13 @@ def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
         console = _console()
         bundle = _load(bundle_path)
         chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
-        the_agent = create_agent(agent, model=model, policy=policy, actions=actions, mode=mode)
+        the_agent = create_agent(agent, model=model, policy=policy, actions=actions, mode=mode, base_url=base_url,
+                                 stop_on_valid_output=stop_on_valid_output)
         seed_list = [seed] if seed is not None else list(range(seeds))
+        budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_cost_usd=max_cost, wall_seconds=wall_seconds)
         plan = RunPlan(bundle=bundle, agent=the_agent, seeds=seed_list, backend=chosen, root=runs_dir,
-                       runtime=runtime, **({"run_id": resume or run_id} if (resume or run_id) else {}))
+                       runtime=runtime, budget=budget,
+                       **({"run_id": resume or run_id} if (resume or run_id) else {}))
         image, image_hash = _image_for(bundle, chosen)
         console.print(f"run {plan.run_id} → {plan.run_dir}")
 
@@ -155,6 +166,29 @@ def check(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
             raise typer.Exit(1)
         typer.echo(f"bundle {bundle.id} is sound")
     _guard(body)
+
+
+@app.command("policies")
+def policies_command() -> None:
+    """List the context policies (with their parameters) and the presets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from policies import list_policies, list_presets
+    console = Console()
+    table = Table(title="context policies (--policy NAME uses the defaults)")
+    for column in ("policy", "description", "parameters (defaults)"):
+        table.add_column(column)
+    for name, description, params in list_policies():
+        table.add_row(name, description, ", ".join(f"{k}={v}" for k, v in params.items()))
+    console.print(table)
+    presets = Table(title="presets (--policy PRESET, or --policy FILE.yaml)")
+    for column in ("preset", "policy", "parameters", "budget", "clarification", "description"):
+        presets.add_column(column)
+    for preset in list_presets():
+        presets.add_row(preset.name, preset.policy, ", ".join(f"{k}={v}" for k, v in preset.params.items()),
+                        str(preset.budget_tokens), preset.clarification, preset.description)
+    console.print(presets)
 
 
 @data_app.command("prepare")

@@ -15,6 +15,7 @@ from .agents.base import Agent
 from .atomic import write_json_atomic
 from .bundles.data import prepare_data
 from .bundles.manifest import Bundle
+from .episode.context import Budget
 from .episode.runner import RESULT_FILE, EpisodeOptions, run_episode
 from .paths import runs_dir
 
@@ -35,13 +36,15 @@ class RunPlan:
     run_id: str = field(default_factory=new_run_id)
     root: Path | None = None
     runtime: str | None = None
+    budget: Budget | None = None
 
     @property
     def run_dir(self) -> Path:
         return (self.root or runs_dir()) / self.run_id
 
     def episode_id(self, seed: int) -> str:
-        return f"{self.bundle.id}-{self.agent.kind}-s{seed}"
+        policy = (self.agent.describe().get("policy") or {}).get("name")
+        return "-".join(p for p in (self.bundle.id, self.agent.kind, policy, f"s{seed}") if p)
 
 
 def finished_result(episode_dir: Path) -> dict[str, Any] | None:
@@ -73,6 +76,7 @@ def execute(plan: RunPlan, image: str | None, image_hash: str | None,
         "bundle": {"id": plan.bundle.id, "version": plan.bundle.version, "path": str(plan.bundle.root)},
         "agent": plan.agent.describe(), "seeds": plan.seeds, "backend": plan.backend,
         "image": image, "image_hash": image_hash, "runtime": plan.runtime,
+        "budget": vars(plan.budget) if plan.budget else None,
     })
     prepared = prepare_data(plan.bundle)
     results = []
@@ -86,7 +90,7 @@ def execute(plan: RunPlan, image: str | None, image_hash: str | None,
                 episode_dir.rename(aborted)
             options = EpisodeOptions(run_id=plan.run_id, episode_id=plan.episode_id(seed), seed=seed,
                                      backend=plan.backend, episode_dir=episode_dir, image=image,
-                                     image_hash=image_hash, runtime=plan.runtime)
+                                     image_hash=image_hash, runtime=plan.runtime, budget=plan.budget)
             result = run_episode(plan.bundle, plan.agent, options, prepared)
         results.append(result)
         if on_episode:

@@ -1,20 +1,18 @@
-"""Context policies: what part of an episode's history the model sees at each call."""
+"""Context policies: what part of an episode's history the model sees at each call.
+
+`resolve_policy(spec)` turns a preset name, a policy name or a YAML file into a `PolicyConfig`;
+`PolicyConfig.create()` gives the fresh (stateful, per-episode) policy instance whose
+`build(PolicyInput(preamble, history, budget))` returns the messages to send.
+"""
 from __future__ import annotations
 
-from typing import Any
+from .base import (BudgetTooSmall, BuiltContext, ContextPolicy, Message, PolicyInput, SummarizerResult, ToolCall,
+                   count_tokens)
+from .config import (POLICIES, PolicyConfig, PresetError, create_policy, list_policies, list_presets,
+                     load_policy_file, resolve_policy)
+from .structured_state import ExperimentState
+from .summary import ExtractiveSummarizer
 
-from .base import ContextPolicy, Message, count_tokens
-from .full_history import FullHistory
-
-POLICIES: dict[str, type[ContextPolicy]] = {FullHistory.name: FullHistory}
-
-
-def resolve_policy(name: str, params: dict[str, Any] | None = None) -> ContextPolicy:
-    try:
-        cls = POLICIES[name]
-    except KeyError:
-        raise ValueError(f"unknown context policy {name!r}; known: {', '.join(sorted(POLICIES))}") from None
-    return cls(**(params or {}))
-
-
-__all__ = ["ContextPolicy", "Message", "POLICIES", "count_tokens", "resolve_policy"]
+__all__ = ["BudgetTooSmall", "BuiltContext", "ContextPolicy", "ExperimentState", "ExtractiveSummarizer", "Message",
+           "POLICIES", "PolicyConfig", "PolicyInput", "PresetError", "SummarizerResult", "ToolCall", "count_tokens",
+           "create_policy", "list_policies", "list_presets", "load_policy_file", "resolve_policy"]

@@ -112,7 +112,7 @@ def test_cli_run_and_check_on_the_toy_bundle(tmp_path):
     proc = subprocess.run(cli + ["run", str(BUNDLES_DIR / "toy"), "--run-id", "cli"], capture_output=True,
                           text=True, env=env, cwd=PROJECT_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "cli" / "episodes" / "toy-controller-s0" / "result.json").read_text())
+    result = json.loads((tmp_path / "cli" / "episodes" / "toy-controller-full_history-s0" / "result.json").read_text())
     validate(result, "episode_result", "result.json")
     assert result["sandbox"] == {"backend": "docker", "isolated": True}
     assert result["bundle"]["image"].startswith("ctxeval/bundle-toy:")

@@ -9,8 +9,13 @@ from .base import Agent
 FIXED_AGENTS = ("oracle", "noop")
 
 
-def create_agent(agent: str, model: str = "scripted:hill_climb", policy: str = "full_history",
-                 actions: Path | None = None, mode: str = "controller") -> Agent:
+MODES = ("controller", "agentic")
+DEFAULT_MODELS = {"controller": "scripted:hill_climb", "agentic": "scripted:react"}
+
+
+def create_agent(agent: str, model: str | None = None, policy: str = "full_history",
+                 actions: Path | None = None, mode: str = "controller", base_url: str | None = None,
+                 stop_on_valid_output: bool = False) -> Agent:
     """`agent`: oracle | noop | actions (needs `actions`) | model (a model in `mode`)."""
     from .fixed import NoopAgent, OracleAgent, ScriptedActionsAgent
 
@@ -26,13 +31,18 @@ def create_agent(agent: str, model: str = "scripted:hill_climb", policy: str = "
         from policies import resolve_policy
 
         from ..models import create_model
-        if mode != "controller":
-            raise CtxevalError(f"mode {mode!r} is not available yet; use --mode controller")
-        from .controller import ControllerAgent
+        if mode not in MODES:
+            raise CtxevalError(f"unknown mode {mode!r}; choose {' or '.join(MODES)}")
         try:
-            return ControllerAgent(create_model(model), resolve_policy(policy))
+            policy_config = resolve_policy(policy)
         except ValueError as exc:
             raise CtxevalError(str(exc)) from None
+        the_model = create_model(model or DEFAULT_MODELS[mode], base_url=base_url)
+        if mode == "agentic":
+            from .agentic import AgenticAgent
+            return AgenticAgent(the_model, policy_config, stop_on_valid_output=stop_on_valid_output)
+        from .controller import ControllerAgent
+        return ControllerAgent(the_model, policy_config)
     raise CtxevalError(f"unknown agent {agent!r}: choose oracle, noop, actions or model")
 
 

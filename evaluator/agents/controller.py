@@ -11,14 +11,15 @@ import json
 import time
 from typing import Any
 
-from policies.base import ContextPolicy, Message, messages_tokens
+from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput
 
 from ..episode.context import STOP_MODEL, STOP_TARGET, EpisodeContext
 from ..errors import BudgetExceeded, CtxevalError
 from ..jsonschemas import violations
 from ..models.base import Model
-from ..models.scripted import RESULT_MARK, TARGET_MARK
+from ..models.scripted import RESULT_MARK
 from .base import Agent
+from .prompts import system_message, task_message
 
 SYSTEM_PROMPT = """You are an ML experimenter working in controller mode. Each turn, reply with ONE JSON
 object (no prose around it) that matches this JSON Schema:
@@ -31,23 +32,19 @@ class ControllerAgent(Agent):
     kind = "controller"
     mode = "controller"
 
-    def __init__(self, model: Model, policy: ContextPolicy, budget_tokens: int | None = None):
+    def __init__(self, model: Model, policy_config: Any):
         self.model = model
-        self.policy = policy
-        self.budget_tokens = budget_tokens
+        self.policy_config = policy_config
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "mode": self.mode, "model": self.model.name, "policy": self.policy.describe()}
+        return {"kind": self.kind, "mode": self.mode, "model": self.model.name,
+                "policy": self.policy_config.describe()}
 
     def _preamble(self, ctx: EpisodeContext) -> list[Message]:
         spec = ctx.bundle.controller
-        target = ctx.bundle.target
-        goal = {"score_key": spec.score_key, "metric": target.metric, "direction": target.direction,
-                "goal": target.target_score(), "baseline": target.baseline, "seed": ctx.seed}
         system = SYSTEM_PROMPT.format(schema=json.dumps(spec.proposal_schema), tool=spec.apply_tool,
                                       result_mark=RESULT_MARK)
-        task = f"{ctx.bundle.task_text}\n\n{TARGET_MARK} {json.dumps(goal, sort_keys=True)}\n"
-        return [Message("system", system), Message("user", task)]
+        return [system_message(system), task_message(ctx)]
 
     def run(self, ctx: EpisodeContext) -> None:
         spec = ctx.bundle.controller
@@ -55,22 +52,29 @@ class ControllerAgent(Agent):
             raise CtxevalError(f"bundle {ctx.bundle.id!r} has no `controller` section: controller mode needs one")
         tool = ctx.bundle.tool(spec.apply_tool)
         arg_names = set(tool.parameters.get("properties", {}))
+        policy = self.policy_config.create()
         preamble, history = self._preamble(ctx), []
         best: dict[str, Any] | None = None
         last_applied: dict[str, Any] | None = None
         while True:
-            messages = self.policy.build(preamble, history, self.budget_tokens)
+            built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
+                                             counter=self.model.count_tokens))
+            messages = built.messages
+            ctx.check_budget()
             started = time.monotonic()
             response = self.model.complete(messages, response_schema=spec.proposal_schema)
-            ctx.record_llm_call(response.usage, time.monotonic() - started, messages_tokens(messages))
-            ctx.events.emit("llm_call", model=self.model.name, context_tokens=messages_tokens(messages),
-                            messages=len(messages), response=response.text[:4000])
-            history.append(Message("assistant", response.text))
+            ctx.record_llm_call(response.usage, time.monotonic() - started, built.tokens,
+                                full_tokens=built.full_tokens)
+            ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens,
+                            full_tokens=built.full_tokens, messages=len(messages), response=response.text[:4000])
+            turn = len(ctx.metrics.iterations) + 1
+            history.append(Message("assistant", response.text, kind=KIND_ACTION, turn=turn))
             proposal, error = self._parse(response.text, spec.proposal_schema)
             if error is not None:
                 ctx.outcomes["invalid_proposal"] += 1
                 ctx.events.emit("invalid_proposal", error=error)
-                history.append(Message("user", f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}"))
+                history.append(Message("user", f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}",
+                                       kind=KIND_OBSERVATION, turn=turn, meta={"ok": False, "error": error}))
                 if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
                     raise BudgetExceeded("too_many_invalid_proposals")
                 continue
@@ -84,14 +88,13 @@ class ControllerAgent(Agent):
             result = ctx.call_tool(spec.apply_tool, arguments)
             last_applied = arguments
             score = result.output.get(spec.score_key) if result.ok and isinstance(result.output, dict) else None
-            record = {"iteration": len(ctx.metrics.iterations) + 1, "step": ctx.metrics.steps,
-                      "arguments": arguments, "score": score, "ok": result.ok}
-            ctx.metrics.iterations.append(record)
+            ctx.record_iteration(arguments, score, result.ok)
             if score is not None and (best is None or ctx.bundle.target.better(score, best["score"])):
                 best = {"arguments": arguments, "score": score}
             observation = {"ok": result.ok, "score": score, "config": proposal.get("config"),
                            "error": result.error}
-            history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}"))
+            history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
+                                   kind=KIND_OBSERVATION, turn=turn, meta=observation))
             if score is not None and ctx.bundle.target.meets_target(score):
                 ctx.submit({"best": best, "note": "target reached"})
                 ctx.stop_reason = STOP_TARGET

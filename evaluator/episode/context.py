@@ -5,6 +5,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..bundles.manifest import Bundle, ToolSpec
@@ -22,7 +23,26 @@ STOP_TARGET = "target_reached"
 STOP_MODEL = "model_stopped"
 STOP_SANDBOX_DIED = "sandbox_died"
 STOP_AGENT_ERROR = "agent_error"
+STOP_MODEL_ERROR = "model_error"
+STOP_VALID_OUTPUT = "valid_output"
 STOP_ACTIONS_DONE = "actions_exhausted"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Per-episode limits; None falls back to the bundle's manifest."""
+
+    max_steps: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    wall_seconds: float | None = None
+
+    def resolve(self, bundle: Bundle) -> "Budget":
+        limits = bundle.limits
+        return Budget(max_steps=self.max_steps or limits.max_steps,
+                      max_tokens=self.max_tokens if self.max_tokens is not None else limits.max_tokens,
+                      max_cost_usd=self.max_cost_usd if self.max_cost_usd is not None else limits.max_cost_usd,
+                      wall_seconds=self.wall_seconds or limits.wall_seconds)
 
 
 @dataclass
@@ -45,7 +65,14 @@ class EpisodeMetrics:
     model_seconds: float = 0.0
     sandbox_seconds: float = 0.0
     context_tokens: list[int] = field(default_factory=list)
+    full_history_tokens: list[int] = field(default_factory=list)
     iterations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def compression_ratio(self) -> float | None:
+        """Tokens sent over the tokens full history would have sent, across all calls."""
+        full = sum(self.full_history_tokens)
+        return round(sum(self.context_tokens) / full, 4) if full else None
 
     def as_record(self, wall_seconds: float) -> dict[str, Any]:
         return {"steps": self.steps, "llm_calls": self.llm_calls, "prompt_tokens": self.prompt_tokens,
@@ -53,6 +80,7 @@ class EpisodeMetrics:
                 "summarizer_tokens": self.summarizer_tokens, "cost_usd": round(self.cost_usd, 6),
                 "wall_seconds": round(wall_seconds, 4), "model_seconds": round(self.model_seconds, 4),
                 "sandbox_seconds": round(self.sandbox_seconds, 4), "context_tokens": self.context_tokens,
+                "full_history_tokens": self.full_history_tokens, "compression_ratio": self.compression_ratio,
                 "iterations": self.iterations}
 
 
@@ -73,13 +101,15 @@ class EpisodeContext:
     """The agent's only handle on the episode. Every method is one step."""
 
     def __init__(self, bundle: Bundle, sandbox: Sandbox, events: EventLog, seed: int,
-                 max_steps: int | None = None, wall_seconds: float | None = None):
+                 budget: "Budget | None" = None, public_dir: Path | None = None):
         self.bundle = bundle
         self.sandbox = sandbox
         self.events = events
         self.seed = seed
-        self.max_steps = max_steps or bundle.limits.max_steps
-        self.wall_seconds = wall_seconds or bundle.limits.wall_seconds
+        self.budget = (budget or Budget()).resolve(bundle)
+        self.max_steps = self.budget.max_steps
+        self.wall_seconds = self.budget.wall_seconds
+        self.public_dir = public_dir
         self.metrics = EpisodeMetrics()
         self.outcomes: Counter[str] = Counter()
         self.started = time.monotonic()
@@ -95,15 +125,36 @@ class EpisodeContext:
             raise BudgetExceeded(STOP_SUBMITTED)
         if self.metrics.steps >= self.max_steps:
             raise BudgetExceeded(STOP_MAX_STEPS)
-        if self.elapsed() >= self.wall_seconds:
-            raise BudgetExceeded(STOP_WALL_TIME)
-        limits = self.bundle.limits
-        if limits.max_tokens and self.metrics.prompt_tokens + self.metrics.completion_tokens >= limits.max_tokens:
-            raise BudgetExceeded(STOP_TOKENS)
-        if limits.max_cost_usd is not None and self.metrics.cost_usd >= limits.max_cost_usd:
-            raise BudgetExceeded(STOP_COST)
+        self.check_budget()
         self.metrics.steps += 1
         return self.metrics.steps
+
+    def check_budget(self) -> None:
+        """Raise BudgetExceeded when tokens, cost or wall time are spent (checked before every call)."""
+        used = self.metrics.prompt_tokens + self.metrics.completion_tokens + self.metrics.summarizer_tokens
+        if self.budget.max_tokens is not None and used >= self.budget.max_tokens:
+            raise BudgetExceeded(STOP_TOKENS)
+        if self.budget.max_cost_usd is not None and self.metrics.cost_usd >= self.budget.max_cost_usd:
+            raise BudgetExceeded(STOP_COST)
+        if self.elapsed() >= self.wall_seconds:
+            raise BudgetExceeded(STOP_WALL_TIME)
+
+    def count_step(self, action: str, **detail: Any) -> int:
+        """A step that touches no sandbox (a clarification, a rejected tool call)."""
+        step = self._begin_step(action)
+        self.events.emit("step", step=step, action=action, **detail)
+        return step
+
+    def output_valid(self) -> bool:
+        """Whether the agent's structured output exists now and matches the bundle's output schema."""
+        data = self.sandbox.read_file(f"{self.sandbox.workspace_path}/{self.bundle.output_path}")
+        if data is None:
+            return False
+        try:
+            document = json.loads(data)
+        except json.JSONDecodeError:
+            return False
+        return not violations(document, self.bundle.output_schema, self.bundle.output_path)
 
     def _record_exec(self, step: int, kind: str, detail: dict[str, Any], result: ExecResult) -> None:
         self.metrics.sandbox_seconds += result.duration_s
@@ -173,8 +224,14 @@ class EpisodeContext:
         self.stop_reason = STOP_SUBMITTED
         self.events.emit("step", step=step, action="submit", payload=self.submitted)
 
+    def record_iteration(self, arguments: dict[str, Any], score: float | None, ok: bool) -> None:
+        """One experiment (a configuration applied and scored): the score-by-iteration series."""
+        self.metrics.iterations.append({"iteration": len(self.metrics.iterations) + 1, "step": self.metrics.steps,
+                                        "arguments": arguments, "score": score, "ok": ok})
+
     # -- model accounting ----------------------------------------------------------
-    def record_llm_call(self, usage: Usage, seconds: float, context_tokens: int, summarizer: bool = False) -> None:
+    def record_llm_call(self, usage: Usage, seconds: float, context_tokens: int, summarizer: bool = False,
+                        full_tokens: int | None = None) -> None:
         if summarizer:
             self.metrics.summarizer_tokens += usage.prompt_tokens + usage.completion_tokens
         else:
@@ -183,5 +240,6 @@ class EpisodeContext:
             self.metrics.completion_tokens += usage.completion_tokens
             self.metrics.cached_tokens += usage.cached_tokens
             self.metrics.context_tokens.append(context_tokens)
+            self.metrics.full_history_tokens.append(full_tokens if full_tokens is not None else context_tokens)
         self.metrics.cost_usd += usage.cost_usd
         self.metrics.model_seconds += seconds

@@ -18,7 +18,8 @@ from ..hashing import hash_tree
 from ..jsonschemas import validate, violations
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.docker import LABEL_EPISODE, LABEL_RUN
-from .context import STOP_ACTIONS_DONE, STOP_AGENT_ERROR, EpisodeContext
+from ..models.base import ModelError
+from .context import STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, Budget, EpisodeContext
 from .events import EventLog
 from .grading import GradeOutcome, grade_workspace
 
@@ -37,6 +38,7 @@ class EpisodeOptions:
     image: str | None = None
     image_hash: str | None = None
     runtime: str | None = None
+    budget: Budget | None = None
 
 
 def _now() -> str:
@@ -107,12 +109,15 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
         events.emit("episode_start", episode_id=options.episode_id, bundle=bundle.id, seed=options.seed,
                     agent=agent.describe(), sandbox=sandbox.describe())
         sandbox.reset(bundle.starter_dir)
-        ctx = EpisodeContext(bundle, sandbox, events, options.seed)
+        ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
+                             public_dir=prepared.public)
         try:
             agent.run(ctx)
             stop_reason = ctx.stop_reason or STOP_ACTIONS_DONE
         except BudgetExceeded as exc:
             stop_reason = ctx.stop_reason or exc.reason
+        except ModelError as exc:  # retries exhausted: recorded; the workspace is still graded
+            stop_reason, status, error = STOP_MODEL_ERROR, "error", str(exc)
         except CtxevalError as exc:
             stop_reason, status, error = STOP_AGENT_ERROR, "error", str(exc)
         events.emit("agent_end", stop_reason=stop_reason)

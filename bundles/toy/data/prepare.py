@@ -14,6 +14,7 @@ accuracy while tree ensembles reach about 0.88-0.92.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -65,6 +66,24 @@ def prepare(out: Path, seed: int) -> None:
     write_csv(public / "test.csv",
               {"id": ids[test][order], **{k: v[test][order] for k, v in features.items()}})
     write_csv(private / "test_labels.csv", {"id": ids[test][order], "target": y[test][order]})
+    write_context(public / "context.json", x[train], y[train])
+
+
+def write_context(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """The dataset context the agent may read (and `clarify` answers from): public facts only."""
+    context = {
+        "task": "binary classification of `target` (0/1) from 14 numeric features f0..f13",
+        "metric": "accuracy on the hidden test labels; compare configurations with cv_accuracy",
+        "rows": {"train": int(len(y)), "test": N_TEST},
+        "class_balance": {"target=1": round(float(y.mean()), 4), "target=0": round(float(1 - y.mean()), 4)},
+        "features": {f"f{j}": {"mean": round(float(x[:, j].mean()), 4), "std": round(float(x[:, j].std()), 4),
+                               "min": round(float(x[:, j].min()), 4), "max": round(float(x[:, j].max()), 4)}
+                     for j in range(x.shape[1])},
+        "notes": ["some features are pure noise", "the signal is partly non-linear (U-shapes, interactions)",
+                  "no missing values", "features are not standardised"],
+    }
+    path.write_text(json.dumps(context, indent=2) + "\n")
+    os.chmod(path, 0o644)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,47 @@
+"""The preamble both reasoning modes start from: system prompt, task statement, target line."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from policies.base import KIND_HINTS, KIND_SYSTEM, KIND_TASK, Message
+
+from ..episode.context import EpisodeContext
+from ..models.scripted import TARGET_MARK
+
+CLARIFICATION_GUIDANCE = {
+    "encourage": "Your context is tight: when anything about the data, metric or rules is unclear, ask with "
+                 "the `clarify` tool before experimenting; answers are kept for you as hints.",
+    "neutral": "You may ask clarifying questions with the `clarify` tool.",
+    "discourage": "You have a large context: prefer reading files and earlier results to asking questions; "
+                  "use `clarify` only when something is truly ambiguous.",
+}
+
+
+def target_facts(ctx: EpisodeContext) -> dict[str, Any]:
+    """Machine-readable target: what counts as done (offline models read it from the task)."""
+    bundle = ctx.bundle
+    facts = {"metric": bundle.target.metric, "direction": bundle.target.direction,
+             "goal": bundle.target.target_score(), "baseline": bundle.target.baseline, "seed": ctx.seed,
+             "output": bundle.output_path}
+    if bundle.controller is not None:
+        facts.update(score_key=bundle.controller.score_key, apply_tool=bundle.controller.apply_tool)
+    return facts
+
+
+def task_message(ctx: EpisodeContext) -> Message:
+    text = f"{ctx.bundle.task_text}\n\n{TARGET_MARK} {json.dumps(target_facts(ctx), sort_keys=True)}\n"
+    return Message("user", text, kind=KIND_TASK)
+
+
+def system_message(text: str) -> Message:
+    return Message("system", text, kind=KIND_SYSTEM)
+
+
+def hints_message(hints: list[tuple[str, str]]) -> Message | None:
+    """Clarification answers, carried forward in the preamble so every policy keeps them."""
+    if not hints:
+        return None
+    lines = [f"- Q: {q}\n  A: {a}" for q, a in hints]
+    return Message("user", "Clarification hints (answers to your earlier questions):\n" + "\n".join(lines),
+                   kind=KIND_HINTS)

@@ -1,0 +1,422 @@
+"""Settings and plumbing shared by the real API clients (`openai:`, `anthropic:`).
+
+Where a setting comes from (first found wins):
+
+1. the explicit argument (`create_model(spec, base_url=..., max_retries=...)`, the CLI's `--base-url`);
+2. the process environment;
+3. a `.env` file in the current directory, then one in the project root (python-dotenv syntax).
+   A `.env` file never overrides the environment and is never copied into `os.environ`, so it
+   does not leak into subprocesses.
+
+| variable                          | meaning                                              | default |
+|-----------------------------------|------------------------------------------------------|---------|
+| OPENAI_API_KEY                    | key for `openai:<model>`                             | —       |
+| OPENAI_BASE_URL                   | any OpenAI-compatible server (vLLM, Ollama, proxy)   | api.openai.com/v1 |
+| ANTHROPIC_API_KEY                 | key for `anthropic:<model>` (ANTHROPIC_AUTH_TOKEN also accepted) | — |
+| ANTHROPIC_BASE_URL                | another Messages-API endpoint                        | api.anthropic.com |
+| CTXEVAL_MAX_RETRIES               | retries after the first attempt (429/408/409/5xx/timeouts/connection errors) | 4 |
+| CTXEVAL_MODEL_TIMEOUT             | seconds one HTTP attempt may take                    | 300     |
+| CTXEVAL_MAX_CONCURRENT_REQUESTS   | in-flight calls per provider + base URL, process-wide | 4      |
+| CTXEVAL_MAX_OUTPUT_TOKENS         | max tokens per reply (Anthropic needs one; OpenAI only if set) | 4096 (Anthropic) |
+
+Keys are held only by the SDK client objects: they are never printed, never part of
+`describe()`, and they are scrubbed from every `ModelError` message.
+
+Retries are the SDKs' own (exponential backoff with jitter, honouring `retry-after-ms` /
+`retry-after`); this module counts the HTTP attempts they make (an httpx event hook) so an error
+can say how many were made, and gates calls through a process-wide semaphore per provider and
+base URL (plus a matching httpx connection limit).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+from ..episode.context import Usage
+from ..errors import CtxevalError
+from ..paths import PROJECT_ROOT
+from .base import Model, ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_RETRIES = 4
+DEFAULT_TIMEOUT_SECONDS = 300.0
+DEFAULT_MAX_CONCURRENT = 4
+DEFAULT_ANTHROPIC_MAX_TOKENS = 4096
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+# The project-root .env; tests point this elsewhere.
+PROJECT_DOTENV: Path = PROJECT_ROOT / ".env"
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    name: str
+    key_vars: tuple[str, ...]
+    base_url_var: str
+    default_base_url: str
+    sdk: str  # the importable SDK package
+
+
+PROVIDERS: dict[str, ProviderInfo] = {
+    "openai": ProviderInfo("openai", ("OPENAI_API_KEY",), "OPENAI_BASE_URL", "https://api.openai.com/v1", "openai"),
+    "anthropic": ProviderInfo("anthropic", ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"), "ANTHROPIC_BASE_URL",
+                              "https://api.anthropic.com", "anthropic"),
+}
+
+
+# -- .env and environment --------------------------------------------------------------------
+def dotenv_files() -> list[Path]:
+    """The .env files consulted, most specific first (current directory, then project root)."""
+    found: list[Path] = []
+    for path in (Path.cwd() / ".env", PROJECT_DOTENV):
+        try:
+            if path.is_file() and all(not path.samefile(p) for p in found):
+                found.append(path)
+        except OSError:
+            continue
+    return found
+
+
+def _parse_dotenv(path: Path) -> dict[str, str]:
+    try:
+        from dotenv import dotenv_values
+    except ImportError:  # python-dotenv is a dependency; this keeps a broken install usable
+        values: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, _, value = line.removeprefix("export ").partition("=")
+            values[key.strip()] = value.strip().strip("'\"")
+        return values
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def dotenv_settings() -> dict[str, str]:
+    """Merged .env values (the current directory's win over the project root's). Read afresh each
+    time: it is small, and a model is created once per episode."""
+    merged: dict[str, str] = {}
+    for path in reversed(dotenv_files()):
+        try:
+            merged.update(_parse_dotenv(path))
+        except OSError as exc:
+            log.warning("cannot read %s: %s", path, exc)
+    return merged
+
+
+def setting(name: str, default: str | None = None, dotenv: Mapping[str, str] | None = None) -> str | None:
+    """An environment variable, else a .env value, else `default`. Empty values count as unset."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    values = dotenv_settings() if dotenv is None else dotenv
+    return values.get(name) or default
+
+
+def _number(name: str, raw: Any, kind: type, minimum: float) -> Any:
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise CtxevalError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise CtxevalError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+# -- resolved configuration ------------------------------------------------------------------
+@dataclass
+class ClientConfig:
+    provider: str
+    model: str
+    base_url: str
+    base_url_is_default: bool
+    max_retries: int
+    timeout: float
+    max_concurrent: int
+    max_tokens: int | None
+    api_key: str | None = field(default=None, repr=False)
+    key_var: str | None = None  # which variable the key came from (never the key itself)
+    key_source: str | None = None  # "argument" | "environment" | "<path>/.env" | "placeholder"
+    auth_token: bool = False  # Anthropic: the credential is an ANTHROPIC_AUTH_TOKEN bearer token
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": self.model, "base_url": self.base_url,
+                "max_retries": self.max_retries, "timeout_s": self.timeout,
+                "max_concurrent_requests": self.max_concurrent, "max_tokens": self.max_tokens,
+                "key_variable": self.key_var, "key_source": self.key_source}
+
+
+def _key_source(var: str) -> str:
+    if os.environ.get(var):
+        return "environment"
+    for path in dotenv_files():
+        try:
+            if _parse_dotenv(path).get(var):
+                return str(path)
+        except OSError:
+            continue
+    return ".env"
+
+
+def resolve_config(provider: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                   max_retries: int | None = None, timeout: float | None = None,
+                   max_concurrent: int | None = None, max_tokens: int | None = None,
+                   require_key: bool = True) -> ClientConfig:
+    """Everything a client needs, from arguments, the environment and .env files. A missing key is
+    a ModelError naming the variable to set (an OpenAI-compatible server at a custom base URL may
+    run without one: a placeholder key is sent)."""
+    info = PROVIDERS[provider]
+    if not model:
+        raise ModelError(f"{provider}: no model name; use {provider}:<model>")
+    env = dotenv_settings()
+    chosen_url = base_url or setting(info.base_url_var, dotenv=env)
+    url = (chosen_url or info.default_base_url).rstrip("/")
+    is_default = chosen_url is None or url == info.default_base_url.rstrip("/")
+
+    key, key_var, source, auth_token = api_key, None, "argument" if api_key else None, False
+    if not key:
+        for var in info.key_vars:
+            value = setting(var, dotenv=env)
+            if value:
+                key, key_var, source = value, var, _key_source(var)
+                auth_token = var == "ANTHROPIC_AUTH_TOKEN"
+                break
+    if not key and require_key:
+        if provider == "openai" and not is_default:
+            key, key_var, source = "EMPTY", None, "placeholder"  # vLLM/Ollama accept any key
+        else:
+            raise ModelError(
+                f"{provider}:{model}: no API key. Set {info.key_vars[0]} in the environment or in a .env "
+                f"file (looked in {Path.cwd() / '.env'} and {PROJECT_DOTENV}).")
+
+    retries = _number("max_retries (CTXEVAL_MAX_RETRIES)",
+                      max_retries if max_retries is not None
+                      else setting("CTXEVAL_MAX_RETRIES", str(DEFAULT_MAX_RETRIES), env), int, 0)
+    seconds = _number("timeout (CTXEVAL_MODEL_TIMEOUT)",
+                      timeout if timeout is not None
+                      else setting("CTXEVAL_MODEL_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS), env), float, 0.001)
+    limit = _number("max_concurrent (CTXEVAL_MAX_CONCURRENT_REQUESTS)",
+                    max_concurrent if max_concurrent is not None
+                    else setting("CTXEVAL_MAX_CONCURRENT_REQUESTS", str(DEFAULT_MAX_CONCURRENT), env), int, 1)
+    raw_tokens = max_tokens if max_tokens is not None else setting("CTXEVAL_MAX_OUTPUT_TOKENS", None, env)
+    if raw_tokens is None and provider == "anthropic":
+        raw_tokens = DEFAULT_ANTHROPIC_MAX_TOKENS
+    out_tokens = None if raw_tokens is None else _number("max_tokens (CTXEVAL_MAX_OUTPUT_TOKENS)", raw_tokens, int, 1)
+    return ClientConfig(provider=provider, model=model, base_url=url, base_url_is_default=is_default,
+                        max_retries=retries, timeout=seconds, max_concurrent=limit, max_tokens=out_tokens,
+                        api_key=key, key_var=key_var, key_source=source, auth_token=auth_token)
+
+
+# -- concurrency -----------------------------------------------------------------------------
+class ConcurrencyGate:
+    """At most `limit` calls in flight; `peak` is kept for diagnostics and tests."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._semaphore = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self.active = 0
+        self.peak = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._semaphore:
+            with self._lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.active -= 1
+
+
+_GATES: dict[tuple[str, str], ConcurrencyGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def gate_for(provider: str, base_url: str, limit: int) -> ConcurrencyGate:
+    """The process-wide gate of one provider + base URL. A model asking for a different limit
+    replaces the gate (calls already in flight finish on the old one)."""
+    key = (provider, base_url.rstrip("/"))
+    with _GATES_LOCK:
+        gate = _GATES.get(key)
+        if gate is None or gate.limit != limit:
+            if gate is not None:
+                log.info("concurrency limit for %s %s changed from %d to %d", provider, base_url, gate.limit, limit)
+            gate = _GATES[key] = ConcurrencyGate(limit)
+        return gate
+
+
+# -- HTTP attempts and the SDK's http client -------------------------------------------------
+class AttemptCounter:
+    """Counts the HTTP requests the SDK sends on the current thread (its retries included)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def reset(self) -> None:
+        self._local.count = 0
+
+    @property
+    def count(self) -> int:
+        return getattr(self._local, "count", 0)
+
+    def hook(self, request: Any) -> None:  # an httpx "request" event hook
+        self._local.count = self.count + 1
+
+
+def make_http_client(sdk: Any, config: ClientConfig, counter: AttemptCounter) -> Any:
+    """The SDK's own default httpx client class (httpx or httpx2, whichever the SDK uses) with the
+    connection limit and the attempt-counting hook."""
+    limits = type(sdk.DEFAULT_CONNECTION_LIMITS)(max_connections=config.max_concurrent,
+                                                 max_keepalive_connections=config.max_concurrent)
+    return sdk.DefaultHttpxClient(limits=limits, timeout=sdk_timeout(sdk, config),
+                                  event_hooks={"request": [counter.hook]})
+
+
+def sdk_timeout(sdk: Any, config: ClientConfig) -> Any:
+    return type(sdk.DEFAULT_TIMEOUT)(config.timeout, connect=min(config.timeout, CONNECT_TIMEOUT_SECONDS))
+
+
+def import_sdk(provider: str) -> Any:
+    info = PROVIDERS[provider]
+    try:
+        return __import__(info.sdk)
+    except ImportError as exc:
+        raise ModelError(f"{provider}: the `{info.sdk}` package is not installed ({exc}); "
+                         f"run `pip install -e .` in the project") from None
+
+
+# -- errors ----------------------------------------------------------------------------------
+RETRIABLE_STATUS = (408, 409, 429)
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})")
+_HINTS = {401: "check the API key ({key_var})", 403: "the key may lack access to this model",
+          404: "unknown model name or wrong base URL ({base_url})", 413: "the request is too large",
+          429: "rate limited or out of quota"}
+
+
+def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _KEYLIKE.sub("***", text)
+
+
+def _error_detail(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    detail = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            detail = inner.get("message") or inner.get("type")
+        elif isinstance(inner, str):
+            detail = inner
+    if not detail:
+        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    detail = " ".join(str(detail).split())
+    return detail[:500] + ("…" if len(detail) > 500 else "")
+
+
+def api_error(config: ClientConfig, exc: BaseException, attempts: int) -> ModelError:
+    """A ModelError for an SDK exception: provider, model, status, attempts, whether retries ran out.
+    Attributes: provider, model, status_code, attempts, retriable."""
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    where = f"{config.provider}:{config.model}"
+    tried = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if isinstance(status, int):
+        retriable = status in RETRIABLE_STATUS or status >= 500
+        verdict = ("retries exhausted" if attempts > config.max_retries else "gave up") if retriable else "not retriable"
+        hint = _HINTS.get(status, "").format(key_var=config.key_var or PROVIDERS[config.provider].key_vars[0],
+                                             base_url=config.base_url)
+        message = (f"{where}: HTTP {status} ({name}) after {tried}, {verdict}: {_error_detail(exc)}"
+                   + (f" [{hint}]" if hint else ""))
+    elif "Timeout" in name:
+        retriable = True
+        message = (f"{where}: request timed out (timeout {config.timeout:g}s per attempt) after {tried}, "
+                   f"retries exhausted; base URL {config.base_url}")
+    elif "Connection" in name:
+        retriable = True
+        cause = exc.__cause__ or exc.__context__
+        message = (f"{where}: cannot connect to {config.base_url} after {tried}, retries exhausted"
+                   + (f": {type(cause).__name__}: {cause}" if cause else ""))
+    else:
+        retriable = False
+        message = f"{where}: {name}: {_error_detail(exc)} (after {tried})"
+    error = ModelError(redact(message, (config.api_key,)))
+    error.provider, error.model, error.status_code = config.provider, config.model, status
+    error.attempts, error.retriable = attempts, retriable
+    return error
+
+
+# -- the base of the API-backed models --------------------------------------------------------
+class ApiModel(Model):
+    """What `openai:` and `anthropic:` share: configuration, the SDK client (built with the retry
+    count, timeout, connection limit and attempt hook), the concurrency gate, error mapping, the
+    price and the tokenizer. Subclasses translate messages and replies."""
+
+    provider = "abstract"
+    sdk_error = "Exception"  # the SDK's base exception class name
+
+    def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
+                 max_retries: int | None = None, timeout: float | None = None,
+                 max_concurrent: int | None = None, max_tokens: int | None = None):
+        from . import pricing, tokens
+
+        self.config = resolve_config(self.provider, model, base_url=base_url, api_key=api_key,
+                                     max_retries=max_retries, timeout=timeout,
+                                     max_concurrent=max_concurrent, max_tokens=max_tokens)
+        self.model = model
+        self.name = f"{self.provider}:{model}"
+        self.price = pricing.lookup(self.name)
+        if not self.price.known:
+            log.warning("no price for %s: its calls are recorded with cost 0 (add it via CTXEVAL_PRICES)", self.name)
+        self.tokenizer = tokens.tokenizer_for(self.name)
+        self.gate = gate_for(self.provider, self.config.base_url, self.config.max_concurrent)
+        self.attempts = AttemptCounter()
+        self.sdk = import_sdk(self.provider)
+        self.client = self._make_client()
+
+    def _make_client(self) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, base_url={self.config.base_url!r})"
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count(text)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings, tokenizer and price; never the key."""
+        return {**self.config.describe(), **self.tokenizer.describe(), "price": self.price.describe()}
+
+    def usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
+              cache_write_tokens: int = 0) -> Usage:
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens,
+                     cost_usd=self.price.cost(prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens))
+
+    def call(self, request: Callable[[], Any]) -> Any:
+        """Run one SDK call (its retries included) inside the concurrency gate; any SDK error
+        becomes a ModelError naming provider, model, status and attempts."""
+        base_error = getattr(self.sdk, self.sdk_error)
+        with self.gate.slot():
+            self.attempts.reset()
+            try:
+                return request()
+            except base_error as exc:
+                raise api_error(self.config, exc, max(1, self.attempts.count)) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+__all__ = ["ApiModel", "AttemptCounter", "ClientConfig", "ConcurrencyGate", "PROVIDERS", "api_error", "dotenv_files",
+           "dotenv_settings", "gate_for", "import_sdk", "make_http_client", "redact", "resolve_config", "setting"]
