@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps({
         "benchmark": "policy_build",
         "history": {"mode": args.mode, "turns": args.turns, "seed": args.seed, "messages": len(history),
-                    "preamble_tokens": messages_tokens(preamble), "full_tokens": messages_tokens([*preamble, *history])},
+                    "preamble_tokens": messages_tokens(preamble),
+                    "full_tokens": messages_tokens([*preamble, *history])},
         "budget_tokens": args.budget, "repeats": args.repeats, "token_counter": "policies.base.count_tokens",
         "python": platform.python_version(),
         "full_history": {"build_ms_cold": full["build_ms_cold"], "context_tokens": full["context_tokens"]},

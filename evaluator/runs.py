@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import secrets
 import sys
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from .atomic import write_json_atomic
 from .bundles.data import prepare_data
 from .bundles.manifest import Bundle
 from .episode.context import Budget
+from .errors import CtxevalError
 from .episode.runner import RESULT_FILE, EpisodeOptions, run_episode
 from .paths import runs_dir
 
 RUN_FILE = "run.json"
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 SUMMARY_FILE = "summary.json"
 
 
@@ -37,6 +40,10 @@ class RunPlan:
     root: Path | None = None
     runtime: str | None = None
     budget: Budget | None = None
+
+    def __post_init__(self) -> None:
+        if not RUN_ID_PATTERN.fullmatch(self.run_id):
+            raise CtxevalError(f"run id {self.run_id!r} must match {RUN_ID_PATTERN.pattern} (letters, digits, _ . -)")
 
     @property
     def run_dir(self) -> Path:

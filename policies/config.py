@@ -128,7 +128,8 @@ def load_policy_file(path: str | Path, source: str = "file") -> PolicyConfig:
         raise PresetError(path, problems)
     policy = document["policy"]
     if policy not in POLICIES:
-        raise PresetError(path, [("$.policy", f"unknown context policy {policy!r}; known: {', '.join(sorted(POLICIES))}")])
+        known = ", ".join(sorted(POLICIES))
+        raise PresetError(path, [("$.policy", f"unknown context policy {policy!r}; known: {known}")])
     cls = POLICIES[policy]
     given = dict(document.get("params") or {})
     unknown = sorted(set(given) - set(cls.default_params()))
@@ -142,7 +143,8 @@ def load_policy_file(path: str | Path, source: str = "file") -> PolicyConfig:
     except ParameterError as exc:
         raise PresetError(path, [(f"$.params.{exc.param}", exc.reason)]) from None
     if source == "preset" and document["name"] != path.stem:
-        raise PresetError(path, [("$.name", f"a preset's name must be its file name ({path.stem!r}), got {document['name']!r}")])
+        raise PresetError(path, [("$.name", f"a preset's name must be its file name ({path.stem!r}), "
+                                            f"got {document['name']!r}")])
     return PolicyConfig(name=document["name"], policy=policy, params=params,
                         budget_tokens=document.get("budget_tokens"),
                         clarification=document.get("clarification", "neutral"), source=source,

@@ -21,6 +21,9 @@ RESULT_MARK = "RESULT:"
 ERROR_OUTCOMES = {"timeout", "error", "killed", "oom", "crash", "failed", "rejected"}
 _DIRECTION = re.compile(r'"direction"\s*:\s*"(maximize|minimize)"')
 _TRACEBACK = "Traceback (most recent call last)"
+# a clarify result that is no answer (besides meta {"answered": false}); the evaluator's clarifier
+# says "No matching fact in the dataset context..." when nothing matches
+UNANSWERED_PREFIXES = ("no matching fact", "no answer", "unanswered", "i don't know", "unknown")
 
 
 @dataclass
@@ -127,7 +130,9 @@ def _fill(step: Step, result: Message) -> None:
     if isinstance(facts.get("config"), dict) and step.config is None:
         step.config = facts["config"]
     if step.tool == "clarify":
-        unanswered = facts.get("answered") is False or facts.get("ok") is False or not result.content.strip()
+        text = result.content.strip()
+        unanswered = facts.get("answered") is False or facts.get("ok") is False or not text or \
+            text.lower().startswith(UNANSWERED_PREFIXES)
         step.answer = None if unanswered else result.content.strip()
         step.question = step.question or facts.get("question")
 

@@ -79,14 +79,24 @@ def output_label(message: Message) -> str:
 
 def replace_output(message: Message, verb: str, counter: TokenCounter) -> Message:
     """The same message (role, tool_call_id, name, kind, turn: pairing stays intact) with its
-    content replaced by a placeholder; structured facts (meta) go too, as the content did."""
+    content replaced by a placeholder; structured facts (meta) go too, as the content did.
+    An output no longer than its placeholder is left as it is: hiding it would cost tokens."""
     tokens = counter(message.content)
+    text = f"[ctxeval: {output_label(message)} {verb} by the context policy: ~{tokens} tokens]"
+    if counter(text) >= tokens:
+        return message
     replaced = copy.copy(message)
-    replaced.content = f"[ctxeval: {output_label(message)} {verb} by the context policy: ~{tokens} tokens]"
+    replaced.content = text
     replaced.meta = {"replaced": verb, "original_tokens": tokens}
     if message.meta.get("tool"):
         replaced.meta["tool"] = message.meta["tool"]
     return replaced
+
+
+def stand_in_pays(stand_in: list[Message], replaced: list[list[Message]], counter: TokenCounter) -> bool:
+    """Whether messages standing in for some turns (a summary, a state record) are smaller than
+    those turns: a policy never sends more than the history it condenses."""
+    return messages_tokens(stand_in, counter) < sum(messages_tokens(t, counter) for t in replaced)
 
 
 def truncate_text(text: str, max_tokens: int, counter: TokenCounter, keep: str = "both") -> str | None:
@@ -185,6 +195,15 @@ class Layout:
     def messages(self) -> list[Message]:
         return [*self.preamble, *self.body()]
 
+    def fill_cheap_gaps(self) -> None:
+        """Show the turns of every gap that cost no more than its placeholder (a placeholder must
+        never make a context bigger than the history it stands for)."""
+        for first, last in self.gaps():
+            if sum(messages_tokens(self.turns[i], self.counter) for i in range(first, last + 1)) \
+                    <= self.gap_tokens(first, last):
+                for index in range(first, last + 1):
+                    self.set_turn(index, self.turns[index])
+
     # -- accounting (cached per turn and per gap; `set_turn` invalidates)
     def set_turn(self, index: int, messages: list[Message]) -> None:
         self.shown[index] = messages
@@ -270,10 +289,12 @@ def _shrink_turn(layout: Layout, index: int, budget: int) -> None:
 
 
 def fit_layout(layout: Layout, budget: int | None) -> Layout:
-    """Make `layout` fit `budget` (in place). Order of sacrifice: the lead's excess over what the
-    turns leave (but it keeps at least half the room after the preamble), the least valuable shown turns (all but the most valuable
-    one), a further cut of the lead, a cut of the last turn's outputs, the lead, the last turn,
-    the placeholders' detail."""
+    """Make `layout` fit `budget` (in place), after showing the turns of gaps cheaper than their
+    placeholder. Order of sacrifice: the lead's excess over what the
+    turns leave it (it keeps at least half the room after the preamble); the least valuable shown
+    turns (all but the most valuable one); a further cut of the lead; a cut of the remaining
+    turn's contents; the lead; that turn; the placeholders' detail."""
+    layout.fill_cheap_gaps()
     if budget is None or layout.tokens() <= budget:
         return layout
     if layout.lead and layout.shown:  # the lead may take what the turns leave, and at least half the room

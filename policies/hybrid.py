@@ -1,11 +1,11 @@
 """Hybrid: observation masking always (outputs older than the last mask_window turns), plus a
-rolling summary of the older turns refreshed every summary_every turns; summarised turns leave the
-context, the others stay with their outputs masked."""
+rolling summary of the older turns refreshed every summary_every turns. Summarised turns leave the
+context (once the summary is smaller than their masked form); the others stay, outputs masked."""
 from __future__ import annotations
 
 from .base import BuiltContext, PolicyInput
 from .common import ParametrizedPolicy, check_int
-from .fitting import fit_layout, history_turns
+from .fitting import fit_layout, history_turns, stand_in_pays
 from .full_history import built
 from .observation_masking import masked_layout
 from .summary import RollingSummary
@@ -25,7 +25,10 @@ class Hybrid(ParametrizedPolicy):
         due = max(0, len(turns) - self.mask_window)
         call = self.summary.update(turns, due, self.summary_every, request)
         covered = self.summary.covered if self.summary.text is not None else 0
-        layout = masked_layout(request, turns, self.mask_window, start=covered)
-        if covered:
-            layout.lead, layout.covered_upto = [self.summary.message()], covered
+        layout = masked_layout(request, turns, self.mask_window)
+        lead = [self.summary.message()] if covered else []
+        if lead and stand_in_pays(lead, [layout.shown[i] for i in range(covered)], request.counter):
+            for index in range(covered):
+                layout.drop_turn(index)
+            layout.lead, layout.covered_upto = lead, covered
         return built(fit_layout(layout, request.budget_tokens), summarizer_calls=[call] if call else [])

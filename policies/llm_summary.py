@@ -2,7 +2,7 @@
 
 The summary is refreshed only when at least `summarize_every` turns have fallen out of the window
 since the last refresh (it is cached on the instance: one instance per episode); until then those
-turns stay verbatim. The summarizer is `request.summarizer` (billed separately: every call made
+turns stay verbatim (as all do while the summary would be bigger than the turns it covers). The summarizer is `request.summarizer` (billed separately: every call made
 is returned in `BuiltContext.summarizer_calls`), or the deterministic extractive one when the
 request has none.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .base import BuiltContext, PolicyInput
 from .common import ParametrizedPolicy, check_int
-from .fitting import Layout, fit_layout, history_turns
+from .fitting import Layout, fit_layout, history_turns, stand_in_pays
 from .full_history import built
 from .summary import RollingSummary
 
@@ -29,6 +29,9 @@ class LLMSummary(ParametrizedPolicy):
         due = max(0, len(turns) - self.keep_last)
         call = self.summary.update(turns, due, self.summarize_every, request)
         covered = self.summary.covered if self.summary.text is not None else 0
+        lead = [self.summary.message()] if covered else []
+        if lead and not stand_in_pays(lead, turns[:covered], request.counter):
+            lead, covered = [], 0  # the turns are cheaper than their summary
         layout = Layout(request.preamble, turns, {i: turns[i] for i in range(covered, len(turns))}, request.counter,
-                        lead=[self.summary.message()] if covered else [], covered_upto=covered)
+                        lead=lead, covered_upto=covered)
         return built(fit_layout(layout, request.budget_tokens), summarizer_calls=[call] if call else [])

@@ -1,7 +1,7 @@
 """Structured state: a typed record of the experiment (configs tried and their scores, the best so
 far, errors seen, open questions, counts), extracted from the whole history and rendered as one
 message (kind "state"), plus the last K turns verbatim. The older turns themselves are omitted
-(the state message says so)."""
+(the state message says so) once the record is smaller than they are; until then they are shown."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,7 @@ from typing import Any
 from .base import KIND_STATE, BuiltContext, Message, PolicyInput
 from .common import ParametrizedPolicy, check_int
 from .facts import Step, better, compact_json, direction_of, history_steps
-from .fitting import Layout, fit_layout, history_turns
+from .fitting import Layout, fit_layout, history_turns, stand_in_pays
 from .full_history import built
 
 
@@ -112,8 +112,12 @@ class ExperimentState:
         if self.trials:
             lines.append("Configs tried (newest first):")
             for t in reversed(self.trials):
-                outcome = f"ERROR {t.error[:100]}" if t.error else (f"score={t.score:.6g}" if t.score is not None else "no score")
-                config = json.dumps(t.config, sort_keys=True, separators=(",", ":"), default=str) if t.config is not None else "-"
+                if t.error:
+                    outcome = f"ERROR {t.error[:100]}"
+                else:
+                    outcome = f"score={t.score:.6g}" if t.score is not None else "no score"
+                config = "-" if t.config is None else \
+                    json.dumps(t.config, sort_keys=True, separators=(",", ":"), default=str)
                 lines.append(f"- turn {t.turn}: {outcome} {config}")
         return "\n".join(lines)
 
@@ -136,6 +140,10 @@ class StructuredState(ParametrizedPolicy):
         self.state = extract_state(request, turns)
         covered = max(0, len(turns) - self.keep_last)
         shown = {i: turns[i] for i in range(covered, len(turns))}
-        lead = [Message("user", self.state.render(covered), kind=KIND_STATE, meta={"truncate": "head"})] if covered else []
+        lead = [Message("user", self.state.render(covered), kind=KIND_STATE, meta={"truncate": "head"})] \
+            if covered else []
+        if lead and not stand_in_pays(lead, turns[:covered], request.counter):
+            lead, covered = [], 0  # the turns are cheaper than the record: show them instead
+            shown = dict(enumerate(turns))
         layout = Layout(request.preamble, turns, shown, request.counter, lead=lead, covered_upto=covered)
         return built(fit_layout(layout, request.budget_tokens))

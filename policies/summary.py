@@ -94,7 +94,8 @@ class RollingSummary:
             return None
         messages = [*([self.message(self.covered)] if self.text is not None else []),
                     *[m for turn in turns[self.covered:due] for m in turn]]
-        summarizer = request.summarizer or ExtractiveSummarizer(request.counter, direction=direction_of(request.preamble))
+        summarizer = request.summarizer or \
+            ExtractiveSummarizer(request.counter, direction=direction_of(request.preamble))
         result = summarizer(messages)
         self.text, self.covered, self.digest = result.text, due, _digest(turns[:due])
         return result
@@ -102,5 +103,6 @@ class RollingSummary:
     def message(self, covered: int | None = None) -> Message:
         covered = self.covered if covered is None else covered
         span = "turn 1" if covered == 1 else f"turns 1-{covered}"
-        head = f"[ctxeval: {span} of this episode are summarised here by the context policy; the turns themselves are omitted]"
+        head = (f"[ctxeval: {span} of this episode are summarised here by the context policy; "
+                "the turns themselves are omitted]")
         return Message("user", f"{head}\n{self.text or ''}", kind=KIND_SUMMARY, meta={"truncate": "both"})

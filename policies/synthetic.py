@@ -56,7 +56,8 @@ def _score(rng: random.Random, config: dict[str, Any]) -> float:
 
 
 def _long_log(rng: random.Random, lines: int) -> str:
-    return "\n".join(f"epoch {i + 1:3d} | train_loss {rng.uniform(0.1, 1.5):.4f} | val_loss {rng.uniform(0.1, 1.5):.4f} "
+    return "\n".join(f"epoch {i + 1:3d} | train_loss {rng.uniform(0.1, 1.5):.4f} "
+                     f"| val_loss {rng.uniform(0.1, 1.5):.4f} "
                      f"| lr {rng.uniform(1e-4, 1e-2):.5f}" for i in range(lines))
 
 
@@ -85,7 +86,8 @@ def agentic_call(rng: random.Random, turn: int, index: int, tool: str, long_rate
         if failed:
             outcome = rng.choice(["error", "timeout"])
             err = rng.choice(ERRORS)
-            trace = (f"Traceback (most recent call last):\n  File \"train.py\", line {rng.randint(10, 200)}, in <module>\n"
+            trace = ("Traceback (most recent call last):\n"
+                     f"  File \"train.py\", line {rng.randint(10, 200)}, in <module>\n"
                      f"    main()\n{err}")
             content = f"exit code {1 if outcome == 'error' else 124} ({outcome})\nstdout:\n\nstderr:\n{trace}"
             meta = {"ok": False, "outcome": outcome, "tool": tool}
@@ -113,7 +115,8 @@ def agentic_call(rng: random.Random, turn: int, index: int, tool: str, long_rate
         if failed:
             content, meta = "", {"ok": True, "tool": tool, "question": question, "answered": False}
         else:
-            content = f"From the dataset context: the answer to '{question[:30]}' is documented in context.json (fact {turn})."
+            content = (f"From the dataset context: the answer to '{question[:30]}' is documented in context.json "
+                       f"(fact {turn}).")
             meta = {"ok": True, "tool": tool, "question": question}
     else:
         raise ValueError(f"unknown synthetic tool {tool!r}")
@@ -131,8 +134,8 @@ def agentic_turn(rng: random.Random, turn: int, **rates: float) -> list[Message]
         call = ToolCall(f"call_{turn}_0", "train_and_evaluate", '{"config": {"model": "mlp",')
         error = "arguments of train_and_evaluate are not a JSON object: {\"config\": {\"model\": \"mlp\","
         return [Message("assistant", "", tool_calls=[call], kind=KIND_ACTION, turn=turn),
-                Message("tool", f"ERROR: {error}", tool_call_id=call.id, name=call.name, kind=KIND_OBSERVATION, turn=turn,
-                        meta={"ok": False, "error": error, "tool": call.name})]
+                Message("tool", f"ERROR: {error}", tool_call_id=call.id, name=call.name, kind=KIND_OBSERVATION,
+                        turn=turn, meta={"ok": False, "error": error, "tool": call.name})]
     tools = ["train_and_evaluate"] * 5 + ["exec"] * 3 + ["read_file"] * 2 + ["write_file", "clarify"]
     count = 2 if rng.random() < 0.25 else 1
     pairs = [agentic_call(rng, turn, i, rng.choice(tools), **rates) for i in range(count)]
@@ -148,7 +151,8 @@ def controller_turn(rng: random.Random, turn: int, error_rate: float = 0.15, lon
         error = "the reply is not a JSON object: substring not found"
         observation = {"ok": False, "error": error}
         return [Message("assistant", text, kind=KIND_ACTION, turn=turn),
-                Message("user", f"RESULT: {json.dumps(observation)}", kind=KIND_OBSERVATION, turn=turn, meta=observation)]
+                Message("user", f"RESULT: {json.dumps(observation)}", kind=KIND_OBSERVATION, turn=turn,
+                        meta=observation)]
     config = random_config(rng)
     proposal = {"config": config, "rationale": rng.choice(["untried candidate", "deeper trees", "smaller lr"])}
     failed = rng.random() < error_rate

@@ -25,7 +25,8 @@ def turn_values(turns: list[list[Message]], direction: str) -> dict[int, float]:
     """Turn index -> value (the newest turn: infinity)."""
     n = len(turns)
     facts = [turn_facts(turn_steps(turn, i)) for i, turn in enumerate(turns)]
-    best_of = {i: (max(f.scores) if direction == "maximize" else min(f.scores)) for i, f in enumerate(facts) if f.scores}
+    pick = max if direction == "maximize" else min
+    best_of = {i: pick(f.scores) for i, f in enumerate(facts) if f.scores}
     ranked = sorted(best_of, key=lambda i: (-best_of[i] if direction == "maximize" else best_of[i], -i))
     values: dict[int, float] = {}
     for i, f in enumerate(facts):

@@ -64,26 +64,35 @@ def parse_sha256sum(text: str) -> dict[str, str]:
 
 
 PROCESS_CHECK = r"""
-import os
-me = os.getpid()
-mine, pid = set(), me
+import os, sys
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        text = f.read()
+    name, rest = text[text.index("(") + 1:text.rindex(")")], text.rsplit(")", 1)[1].split()
+    return name, rest[0], int(rest[1])  # comm, state, ppid
+mine, pid = set(), os.getpid()
 while pid > 0:
     mine.add(pid)
-    with open(f"/proc/{pid}/stat") as f:
-        pid = int(f.read().rsplit(")", 1)[1].split()[1])
-for entry in sorted(os.listdir("/proc")):
+    pid = stat(pid)[2]
+for entry in sorted(os.listdir("/proc"), key=lambda e: (len(e), e)):
     if entry.isdigit() and int(entry) != 1 and int(entry) not in mine:
         try:
+            name, state, ppid = stat(entry)
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                print(entry, f.read().replace(b"\0", b" ").decode())
+                cmdline = f.read().replace(b"\0", b" ").decode().strip()
         except OSError:
-            pass
+            continue  # gone meanwhile
+        if state == "Z" and sys.argv[1:] == ["--alive"]:
+            continue
+        print(entry, state, f"ppid={ppid}", cmdline or f"[{name}]")
 """
 
 
-def other_processes(sandbox) -> str:
-    """Every process but PID 1 and the checking exec's own chain, one per line ("" when none)."""
-    result = sandbox.exec('python3 -c "$1"', args=[PROCESS_CHECK], timeout=10)
+def other_processes(sandbox, alive_only: bool = False) -> str:
+    """Every process but PID 1 and the checking exec's own chain ("pid state ppid cmdline" lines,
+    "" when none); zombies included unless `alive_only`."""
+    result = sandbox.exec('python3 -c "$1" "$2"', args=[PROCESS_CHECK, "--alive" if alive_only else ""],
+                          timeout=10)
     assert result.outcome == OUTCOME_OK, result
     return result.stdout.strip()
 
@@ -206,9 +215,28 @@ def test_exec_kills_what_it_left_in_its_process_group(docker_sandbox):
                           "nohup sleep 1002 >/dev/null 2>&1 </dev/null & echo started")
     assert result.outcome == OUTCOME_OK and result.stdout.strip() == "started", result
     deadline = time.monotonic() + 3
-    while (left := other_processes(sandbox)) and time.monotonic() < deadline:
+    while (left := other_processes(sandbox, alive_only=True)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert left == "", f"background processes outlived their exec:\n{left}"
+
+
+def test_reaper_reaps_orphans_right_from_container_start(docker_sandbox):
+    """PID 1 reaps orphans (else zombies pile up, hold pids and count against the pids limit).
+
+    Tried on a few fresh containers: orphans that die right after start are the likeliest to be missed.
+    """
+    zombies = []
+    for _ in range(3):
+        sandbox = docker_sandbox()
+        result = sandbox.exec("(true &); (true &); echo spawned")
+        assert result.stdout.strip() == "spawned"
+        deadline = time.monotonic() + 1.5
+        while (left := other_processes(sandbox)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if left:
+            zombies.append(left)
+        sandbox.stop()
+    assert zombies == [], f"unreaped processes in {len(zombies)}/3 fresh sandboxes: {zombies}"
 
 
 def test_memory_hog_is_oom_killed_and_sandbox_survives(docker_sandbox):
