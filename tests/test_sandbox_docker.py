@@ -29,7 +29,9 @@ except ImportError:  # tests/ as a package
 
 pytestmark = pytest.mark.docker
 
-FORK_BOMB = "bomb() { bomb | bomb & }; bomb"
+# `bomb` returns at once (its pipelines run in the background): the `sleep` keeps the command alive
+# long enough for the bomb to reach the pids limit, and the exec must still kill the whole group.
+FORK_BOMB = "bomb() { bomb | bomb & }; bomb; sleep 4"
 MEMORY_HOG_MB = 3 * SMALL_LIMITS.memory_mb  # well over the cgroup limit, far under host RAM
 
 
@@ -228,8 +230,9 @@ def test_reaper_reaps_orphans_right_from_container_start(docker_sandbox):
     zombies = []
     for _ in range(3):
         sandbox = docker_sandbox()
-        result = sandbox.exec("(true &); (true &); echo spawned")
-        assert result.stdout.strip() == "spawned"
+        for _ in range(5):  # orphans dying as their exec ends and its group is killed
+            result = sandbox.exec("(true &); (sleep 0.01 &); (true &); echo spawned")
+            assert result.stdout.strip() == "spawned"
         deadline = time.monotonic() + 1.5
         while (left := other_processes(sandbox)) and time.monotonic() < deadline:
             time.sleep(0.2)

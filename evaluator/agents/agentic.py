@@ -176,10 +176,11 @@ class AgenticAgent(Agent):
             return self._edit(ctx, args)
         if call.name == "clarify":
             ctx.count_step("clarify", question=args["question"])
-            answer = clarifier.answer(args["question"])
-            hints.append((args["question"], answer))
-            ctx.events.emit("clarification", question=args["question"], answer=answer)
-            return answer, {"ok": True, "tool": "clarify", "question": args["question"]}
+            answer, answered = clarifier.answer(args["question"])
+            if answered:
+                hints.append((args["question"], answer))
+            ctx.events.emit("clarification", question=args["question"], answer=answer, answered=answered)
+            return answer, {"ok": True, "tool": "clarify", "question": args["question"], "answered": answered}
         if call.name == "submit":
             ctx.submit({"summary": args.get("summary", "")})
             return "submitted", {"ok": True, "tool": "submit"}

@@ -41,7 +41,8 @@ class Clarifier:
             except json.JSONDecodeError:
                 self.facts.append(("dataset context", context_file.read_text()[:2000]))
 
-    def answer(self, question: str) -> str:
+    def answer(self, question: str) -> tuple[str, bool]:
+        """(answer text, whether any fact matched)."""
         words = set(_WORD.findall(question.lower()))
         scored = []
         for index, (key, text) in enumerate(self.facts):
@@ -49,6 +50,6 @@ class Clarifier:
             if overlap:
                 scored.append((-overlap, index, key, text))
         if not scored:
-            return "No matching fact in the dataset context. Known topics: " + \
-                ", ".join(sorted({k.split(".")[0] for k, _ in self.facts}))
-        return "\n".join(f"{key}: {text}" for _, _, key, text in sorted(scored)[:MAX_FACTS])
+            return ("No matching fact in the dataset context. Known topics: " +
+                    ", ".join(sorted({k.split(".")[0] for k, _ in self.facts})), False)
+        return "\n".join(f"{key}: {text}" for _, _, key, text in sorted(scored)[:MAX_FACTS]), True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, 
                    classify, safe_extract)
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
+SANDBOX_ENV = "CTXEVAL_LOCAL_SANDBOX"
 KILL_GRACE_SECONDS = 2.0
 
 
@@ -34,6 +36,7 @@ class LocalSandbox(Sandbox):
         self.workspace: Path | None = None
         self.tmp: Path | None = None
         self._groups: set[int] = set()
+        self.token = secrets.token_hex(8)
 
     def start(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix=f"ctxeval-local-{self.spec.role}-"))
@@ -57,7 +60,7 @@ class LocalSandbox(Sandbox):
         bin_dir = str(Path(sys.executable).parent)
         env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "LANG": "C.UTF-8",
                "HOME": str(self.tmp), "TMPDIR": str(self.tmp), "PYTHONDONTWRITEBYTECODE": "1",
-               "CTXEVAL_WORKSPACE": str(self.workspace)}
+               "CTXEVAL_WORKSPACE": str(self.workspace), SANDBOX_ENV: self.token}
         optional = {"CTXEVAL_TOOLS": self.spec.tools_dir, "CTXEVAL_DATA": self.spec.data_dir}
         if self.spec.role == ROLE_GRADER:
             output = self.root / "output"
@@ -129,9 +132,26 @@ class LocalSandbox(Sandbox):
             pass
 
     def _kill_all(self) -> None:
+        """Kill every process group this sandbox started, then every process still carrying its
+        token in its environment (which finds those that left their group with setsid)."""
         for pgid in list(self._groups):
             self._kill_group(pgid)
         self._groups.clear()
+        marker = f"{SANDBOX_ENV}={self.token}".encode()
+        for _ in range(5):
+            found = False
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                    continue
+                try:
+                    if marker in (entry / "environ").read_bytes().split(b"\0"):
+                        os.kill(int(entry.name), signal.SIGKILL)
+                        found = True
+                except (OSError, ProcessLookupError):
+                    continue
+            if not found:
+                return
+            time.sleep(0.05)
 
     def reset(self, starter_dir: Path) -> None:
         self._kill_all()
