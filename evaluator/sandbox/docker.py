@@ -40,28 +40,31 @@ LABEL_EPISODE = "ctxeval.episode"
 LABEL_ROLE = "ctxeval.role"
 
 # PID 1: reaps orphans and ignores every signal it has no handler for (namespace init rules).
+# It sweeps before every wait, so orphans that died before a SIGCHLD was seen are reaped too.
 REAPER = (
     "import os, signal\n"
     "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})\n"
     "while True:\n"
-    "    signal.sigwait({signal.SIGCHLD})\n"
     "    try:\n"
     "        while os.waitpid(-1, os.WNOHANG)[0] > 0:\n"
     "            pass\n"
     "    except ChildProcessError:\n"
     "        pass\n"
+    "    signal.sigwait({signal.SIGCHLD})\n"
 )
 
 # Runs each command under coreutils `timeout` in its own process group, kills that group when the
 # command ends (so nothing it forked lives on unless it left the group on purpose), and reports
-# the cgroup's pids-limit and OOM-kill counters before and after on a last stderr line.
+# the cgroup's pids-limit and OOM-kill counters before and after on a last stderr line. The
+# counters are read with shell builtins only: after a fork bomb, forking may still fail. (The
+# image's sh is dash: `kill -s KILL -- -PGID` is the spelling it accepts.)
 COUNTERS_MARK = b"\x1ectxeval-exec "
 EXEC_WRAPPER = r"""
-pe() { for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
-  [ -r "$f" ] && { while read k v; do [ "$k" = max ] && echo "$v"; done < "$f"; return; }; done; echo 0; }
-oe() { for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-  [ -r "$f" ] && { while read k v; do [ "$k" = oom_kill ] && echo "$v"; done < "$f"; return; }; done; echo 0; }
-p0=$(pe); o0=$(oe)
+pe() { P=0; for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
+  [ -r "$f" ] && { while read k v; do [ "$k" = max ] && P=$v; done < "$f"; return; }; done; }
+oe() { O=0; for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
+  [ -r "$f" ] && { while read k v; do [ "$k" = oom_kill ] && O=$v; done < "$f"; return; }; done; }
+pe; p0=$P; oe; o0=$O
 cmd="$1"; shift
 exec 3<&0
 timeout -k 2 "$CTXEVAL_EXEC_TIMEOUT" bash -c "$cmd" "$@" <&3 3<&- &
@@ -69,9 +72,10 @@ t=$!
 exec 3<&-
 echo "$t" > "/tmp/.ctxeval-exec-$CTXEVAL_EXEC_ID" 2>/dev/null
 wait "$t"; rc=$?
-for i in 1 2 3 4 5; do kill -KILL -- "-$t" 2>/dev/null || break; done
+for i in 1 2 3 4 5; do kill -s KILL -- "-$t" 2>/dev/null || break; done
+pe; oe
+printf '\036ctxeval-exec %s %s %s %s %s\n' "$rc" "$p0" "$P" "$o0" "$O" >&2
 rm -f "/tmp/.ctxeval-exec-$CTXEVAL_EXEC_ID" 2>/dev/null
-printf '\036ctxeval-exec %s %s %s %s %s\n' "$rc" "$p0" "$(pe)" "$o0" "$(oe)" >&2
 exit "$rc"
 """
 
@@ -269,7 +273,7 @@ class DockerSandbox(Sandbox):
             pass
 
     def _kill_group(self, exec_id: str) -> bool:
-        script = f'pid=$(cat /tmp/.ctxeval-exec-{exec_id} 2>/dev/null) && kill -KILL -- -"$pid"'
+        script = f'pid=$(cat /tmp/.ctxeval-exec-{exec_id} 2>/dev/null) && kill -s KILL -- -"$pid"'
         try:
             result = self.container.exec_run(["sh", "-c", script], user=AGENT_USER)
             return result.exit_code == 0
@@ -345,6 +349,8 @@ class _Pump:
                     continue
                 self.sandbox._wall_clock_expired_for_exec()
                 return
+            if self.capped and not self.killed_group:
+                self._kill()  # the cap was hit before the wrapper had recorded its group: retry
             try:
                 chunk = self.raw.recv(65536)
             except socket.timeout:

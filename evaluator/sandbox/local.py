@@ -1,8 +1,8 @@
 """The local backend: a temp folder and subprocesses with rlimits. NOT isolated.
 
 For machines without a Docker engine, and only when asked for (or announced). The agent's code
-runs as the calling user with the host's network and files; rlimits bound memory, CPU time,
-file size and processes, and each command runs in its own process group so it can be killed.
+runs as the calling user with the host's network and files; rlimits bound memory, CPU time
+and file size (not the number of processes), and each command runs in its own process group.
 """
 from __future__ import annotations
 
