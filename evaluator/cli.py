@@ -23,11 +23,19 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _bundle_path(path: Path) -> Path:
+    """A bundle folder, its manifest, or the id of a bundle under bundles/."""
+    from .paths import BUNDLES_DIR
+    if not Path(path).exists() and (BUNDLES_DIR / str(path) / "bundle.yaml").exists():
+        return BUNDLES_DIR / str(path)
+    return Path(path)
+
+
 def _load(path: Path):
     from .bundles import load_bundle
     from .errors import ValidationFailed
     try:
-        return load_bundle(path)
+        return load_bundle(_bundle_path(path))
     except ValidationFailed as exc:
         _fail("invalid bundle:\n" + "\n".join(f"  {v}" for v in exc.violations))
 
@@ -63,7 +71,7 @@ def validate(bundles: list[Path] = typer.Argument(..., help="bundle folders or b
     failed = False
     for path in bundles:
         try:
-            bundle = load_bundle(path)
+            bundle = load_bundle(_bundle_path(path))
             typer.echo(f"ok  {bundle.id} {bundle.version} ({bundle.manifest_path})")
         except ValidationFailed as exc:
             failed = True
@@ -189,6 +197,42 @@ def policies_command() -> None:
         presets.add_row(preset.name, preset.policy, ", ".join(f"{k}={v}" for k, v in preset.params.items()),
                         str(preset.budget_tokens), preset.clarification, preset.description)
     console.print(presets)
+
+
+@data_app.command("fetch")
+def data_fetch(bundle_path: Path = typer.Argument(..., metavar="BUNDLE", help="bundle folder or id"),
+               from_dir: Optional[Path] = typer.Option(None, "--from", help="copy the raw files from this folder")) -> None:
+    """Get a bundle's raw data: from Kaggle (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY) or --from DIR."""
+    from .bundles.fetch import fetch_raw
+
+    def body():
+        typer.echo(f"raw data in {fetch_raw(_load(bundle_path), from_dir)}")
+    _guard(body)
+
+
+@app.command()
+def grade(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+          submission: Path = typer.Option(..., help="the file to grade (e.g. a submission CSV)"),
+          backend: str = typer.Option("auto", help="auto | docker | local")) -> None:
+    """Grade one submission file outside any episode and print the grade JSON."""
+    import json
+
+    from .bundles.data import prepare_data
+    from .episode.grading import grade_submission_file
+    from .sandbox import resolve_backend
+
+    def body():
+        console = _console()
+        bundle = _load(bundle_path)
+        chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        image, _ = _image_for(bundle, chosen)
+        outcome = grade_submission_file(bundle, submission, chosen, image, prepare_data(bundle))
+        if outcome.grade is None:
+            _fail("; ".join(outcome.errors))
+        typer.echo(json.dumps(outcome.grade, indent=2, sort_keys=True))
+        if outcome.errors:
+            _fail("grade.json violates its schema: " + "; ".join(outcome.errors))
+    _guard(body)
 
 
 @data_app.command("prepare")

@@ -79,8 +79,13 @@ def test_controller_episode_improves_on_the_baseline(tmp_path, toy_bundle, toy_i
     assert result["status"] == "completed" and result["stop_reason"] == "target_reached"
     assert result["success"] is True and result["score"] >= toy_bundle.target.target_score()
     iterations = result["metrics"]["iterations"]
-    assert len(iterations) >= 2 and result["metrics"]["llm_calls"] == len(iterations)
-    assert result["metrics"]["prompt_tokens"] > 0 and len(result["metrics"]["context_tokens"]) == len(iterations)
+    baseline = iterations[0]
+    assert baseline["iteration"] == 0 and baseline["arguments"]["config"] == json.loads(
+        (toy_bundle.starter_dir / "config.json").read_text())
+    assert baseline["score"] < toy_bundle.target.target_score()  # the starter does not reach the target
+    proposals = iterations[1:]
+    assert len(proposals) >= 2 and result["metrics"]["llm_calls"] == len(proposals)
+    assert result["metrics"]["prompt_tokens"] > 0 and len(result["metrics"]["context_tokens"]) == len(proposals)
     # full history: every call sees more than the previous one
     curve = result["metrics"]["context_tokens"]
     assert all(b > a for a, b in zip(curve, curve[1:]))

@@ -56,6 +56,8 @@ class ControllerAgent(Agent):
         preamble, history = self._preamble(ctx), []
         best: dict[str, Any] | None = None
         last_applied: dict[str, Any] | None = None
+        if spec.baseline_config:
+            best = last_applied = self._baseline(ctx, history)
         while True:
             built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
                                              counter=self.model.count_tokens))
@@ -99,6 +101,29 @@ class ControllerAgent(Agent):
                 ctx.submit({"best": best, "note": "target reached"})
                 ctx.stop_reason = STOP_TARGET
                 return
+
+    @staticmethod
+    def _baseline(ctx: EpisodeContext, history: list[Message]) -> dict[str, Any] | None:
+        """Iteration 0: the starter's own config, applied and recorded before any proposal."""
+        spec = ctx.bundle.controller
+        text = ctx.read_file(spec.baseline_config)
+        try:
+            config = json.loads(text) if text is not None else None
+        except json.JSONDecodeError:
+            config = None
+        if not isinstance(config, dict):
+            ctx.events.emit("baseline_unavailable", path=spec.baseline_config)
+            return None
+        arguments = {"config": config}
+        result = ctx.call_tool(spec.apply_tool, arguments)
+        score = result.output.get(spec.score_key) if result.ok and isinstance(result.output, dict) else None
+        ctx.record_iteration(arguments, score, result.ok, iteration=0)
+        proposal = json.dumps({"config": config, "rationale": "the starter baseline"}, sort_keys=True)
+        observation = {"ok": result.ok, "score": score, "config": config, "error": result.error, "baseline": True}
+        history.append(Message("assistant", proposal, kind=KIND_ACTION, turn=0))
+        history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
+                               kind=KIND_OBSERVATION, turn=0, meta=observation))
+        return {"arguments": arguments, "score": score} if score is not None else None
 
     @staticmethod
     def _parse(text: str, schema: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

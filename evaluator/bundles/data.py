@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import CtxevalError
 from ..hashing import hash_paths
 from ..paths import cache_dir
+from .fetch import missing_raw_files, raw_dir
 from .manifest import Bundle
 
 COMPLETE_MARKER = ".complete"
@@ -37,10 +38,15 @@ def _make_world_readable(root: Path) -> None:
 
 
 def data_dir(bundle: Bundle) -> Path | None:
+    """The prepared data's folder, keyed by the prepare script, its arguments and the raw files."""
     if bundle.data is None:
         return None
     script = bundle.root / bundle.data.prepare[0]
-    key = hash_paths([script], bundle.root, extra=[bundle.id, bundle.version, *bundle.data.prepare])
+    extra = [bundle.id, bundle.version, *bundle.data.prepare]
+    if bundle.data.fetch is not None:
+        raw = raw_dir(bundle)
+        extra.append(hash_paths([raw / name for name in bundle.data.fetch.files if (raw / name).is_file()], raw))
+    key = hash_paths([script], bundle.root, extra=extra)
     return cache_dir() / "data" / bundle.id / key[:16]
 
 
@@ -51,11 +57,16 @@ def prepare_data(bundle: Bundle, force: bool = False, extra_args: list[str] | No
         return PreparedData(None, None, None)
     if force and out.exists():
         shutil.rmtree(out)
+    missing = missing_raw_files(bundle)
+    if missing:
+        raise CtxevalError(f"bundle {bundle.id!r} needs its raw data first ({', '.join(missing)} missing in "
+                           f"{raw_dir(bundle)}): run `ctxeval data fetch {bundle.id}` (or with --from DIR)")
     if not (out / COMPLETE_MARKER).exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out.parent))
         cmd = [sys.executable, str(bundle.root / bundle.data.prepare[0])]
-        cmd += [arg.replace("{out}", str(staging)) for arg in bundle.data.prepare[1:]]
+        cmd += [arg.replace("{out}", str(staging)).replace("{raw}", str(raw_dir(bundle)))
+                for arg in bundle.data.prepare[1:]]
         cmd += extra_args or []
         proc = subprocess.run(cmd, cwd=bundle.root, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import ValidationFailed, Violation
 from ..jsonschemas import project_schema, schema_errors, violations
-from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, Limits,
+from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, FetchSpec, Limits,
                        SuccessRule, Target, ToolSpec)
 
 MANIFEST_NAME = "bundle.yaml"
@@ -104,7 +104,9 @@ def load_bundle(path: str | Path) -> Bundle:
 
     data = None
     if "data" in raw:
-        data = DataSpec(**raw["data"])
+        fields = dict(raw["data"])
+        fetch = FetchSpec(**fields.pop("fetch")) if "fetch" in fields else None
+        data = DataSpec(**fields, fetch=fetch)
         existing(data.prepare[0], "$.data.prepare[0]", want_dir=False)
     if ws.get("reference_command") and reference is None:
         found.append(Violation(label, "$.workspace.reference_command", "needs workspace.reference"))
@@ -122,6 +124,7 @@ def load_bundle(path: str | Path) -> Bundle:
         tools_dir=tools_dir, tools=tools, data=data, grader_dir=grader_dir,
         grader_command=grader["command"],
         grader_timeout_seconds=float(grader.get("timeout_seconds", DEFAULT_GRADER_TIMEOUT_SECONDS)),
+        grader_submission=grader.get("submission"),
         output_path=output["path"], output_schema_path=schema_file, output_schema=output_schema,
         target=target, limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
     )

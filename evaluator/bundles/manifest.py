@@ -91,11 +91,18 @@ class Target:
 
 
 @dataclass(frozen=True)
+class FetchSpec:
+    files: list[str]
+    kaggle: str | None = None
+
+
+@dataclass(frozen=True)
 class DataSpec:
     prepare: list[str]
     public: str | None = None
     private: str | None = None
     context: str | None = None
+    fetch: FetchSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class ControllerSpec:
     proposal_schema: dict[str, Any]
     apply_tool: str
     score_key: str
+    baseline_config: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class Bundle:
     grader_dir: Path
     grader_command: str
     grader_timeout_seconds: float
+    grader_submission: str | None
     output_path: str
     output_schema_path: Path
     output_schema: dict[str, Any]

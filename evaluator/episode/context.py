@@ -224,9 +224,13 @@ class EpisodeContext:
         self.stop_reason = STOP_SUBMITTED
         self.events.emit("step", step=step, action="submit", payload=self.submitted)
 
-    def record_iteration(self, arguments: dict[str, Any], score: float | None, ok: bool) -> None:
-        """One experiment (a configuration applied and scored): the score-by-iteration series."""
-        self.metrics.iterations.append({"iteration": len(self.metrics.iterations) + 1, "step": self.metrics.steps,
+    def record_iteration(self, arguments: dict[str, Any], score: float | None, ok: bool,
+                         iteration: int | None = None) -> None:
+        """One experiment (a configuration applied and scored): the score-by-iteration series.
+        Iteration 0 is the starter's baseline, where the bundle defines one."""
+        number = iteration if iteration is not None else \
+            (self.metrics.iterations[-1]["iteration"] + 1 if self.metrics.iterations else 1)
+        self.metrics.iterations.append({"iteration": number, "step": self.metrics.steps,
                                         "arguments": arguments, "score": score, "ok": ok})
 
     # -- model accounting ----------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from ..bundles.manifest import Bundle
 from ..jsonschemas import project_schema, violations
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.base import ROLE_GRADER
+from ..sandbox.docker import LABEL_RUN
 
 GRADE_FILE = "grade.json"
 GRADER_OUTPUT_BYTES = 1024 * 1024
@@ -77,3 +79,28 @@ def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
         return GradeOutcome(None, [f"{GRADE_FILE} is not JSON: {exc}"], log or {})
     problems = violations(grade, project_schema("grade"), GRADE_FILE)
     return GradeOutcome(grade, [str(p) for p in problems], log or {})
+
+
+def grade_submission_file(bundle: Bundle, submission: Path, backend: str, image: str | None,
+                          prepared: PreparedData) -> GradeOutcome:
+    """Grade one file outside any episode (as `mlebench grade-sample` does): the file is put in a
+    fresh workspace under the name the grader reads, then graded as an episode would be."""
+    from ..errors import CtxevalError
+    from .runner import agent_limits
+
+    if not bundle.grader_submission:
+        raise CtxevalError(f"bundle {bundle.id!r} does not name its submission file (grader.submission)")
+    if not submission.is_file():
+        raise CtxevalError(f"submission not found: {submission}")
+    labels = {LABEL_RUN: f"grade-{secrets.token_hex(4)}"}
+    spec = SandboxSpec(image=image, limits=agent_limits(bundle), labels=labels, tools_dir=bundle.tools_dir,
+                       data_dir=prepared.public)
+    sandbox = create_sandbox(backend, spec)
+    try:
+        sandbox.start()
+        written = sandbox.write_file(bundle.grader_submission, submission.read_bytes())
+        if not written.ok:
+            raise CtxevalError(f"could not place the submission in the sandbox: {written.stderr.strip()}")
+        return grade_workspace(bundle, backend, image, sandbox.workspace_handle(), prepared, labels)
+    finally:
+        sandbox.stop()

@@ -124,8 +124,7 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
         raw_output = sandbox.read_file(f"{sandbox.workspace_path}/{bundle.output_path}")
         output = check_output(bundle, None if raw_output is None else raw_output.decode("utf-8", "replace"))
         artefacts = sandbox.copy_out(options.episode_dir / ARTEFACTS_DIR)
-        workspace = sandbox.volume_name if options.backend == "docker" else str(sandbox.workspace)
-        grade = grade_workspace(bundle, options.backend, options.image, workspace, prepared,
+        grade = grade_workspace(bundle, options.backend, options.image, sandbox.workspace_handle(), prepared,
                                 labels, **sandbox_options)
         events.emit("graded", grade=grade.grade, errors=grade.errors)
     except Exception as exc:  # the sandbox or evaluator failed: record it, lose nothing

@@ -196,6 +196,10 @@ class Sandbox(abc.ABC):
     def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
         """Copy the workspace's files to a host folder safely; return the names copied."""
 
+    @abc.abstractmethod
+    def workspace_handle(self) -> str:
+        """What another sandbox mounts to see this workspace (a volume name, a folder)."""
+
     def write_file(self, path: str, data: bytes) -> ExecResult:
         """Write a file as the sandbox user (relative paths are under the workspace)."""
         return self.exec('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', args=[path], stdin=data)

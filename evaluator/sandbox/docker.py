@@ -202,6 +202,9 @@ class DockerSandbox(Sandbox):
             except Exception:
                 pass
 
+    def workspace_handle(self) -> str:
+        return self.volume_name
+
     def alive(self) -> bool:
         try:
             self.container.reload()

@@ -56,6 +56,9 @@ class LocalSandbox(Sandbox):
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
+    def workspace_handle(self) -> str:
+        return str(self.workspace)
+
     def environment(self) -> dict[str, str]:
         bin_dir = str(Path(sys.executable).parent)
         env = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "LANG": "C.UTF-8",
