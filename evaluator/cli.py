@@ -114,6 +114,7 @@ def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
         max_cost: Optional[float] = typer.Option(None, min=0, help="cost budget in USD"),
         wall_seconds: Optional[float] = typer.Option(None, min=1, help="wall-time budget per episode"),
         stop_on_valid_output: bool = typer.Option(False, help="agentic: stop as soon as the output is schema-valid"),
+        record: Optional[Path] = typer.Option(None, help="record every model reply to this cassette (replay:FILE)"),
         actions: Optional[Path] = typer.Option(None, help="actions file for the scripted actions agent"),
         seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
         seed: Optional[int] = typer.Option(None, help="run this one seed"),
@@ -133,7 +134,7 @@ def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
         bundle = _load(bundle_path)
         chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
         the_agent = create_agent(agent, model=model, policy=policy, actions=actions, mode=mode, base_url=base_url,
-                                 stop_on_valid_output=stop_on_valid_output)
+                                 stop_on_valid_output=stop_on_valid_output, record=record)
         seed_list = [seed] if seed is not None else list(range(seeds))
         budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_cost_usd=max_cost, wall_seconds=wall_seconds)
         plan = RunPlan(bundle=bundle, agent=the_agent, seeds=seed_list, backend=chosen, root=runs_dir,

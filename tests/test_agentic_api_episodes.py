@@ -100,3 +100,14 @@ def test_openai_controller_mode_parses_json_proposals(tmp_path, toy_bundle, toy_
     assert [e for e in events if e["event"] == "invalid_proposal"][0]["error"].startswith("$.config.n_neighbors")
     assert result["metrics"]["iterations"][0]["arguments"]["config"]["model"] == "gradient_boosting"
     assert "response_format" in fake_llm_server.requests_to(OPENAI_PATH)[0].body
+
+
+def test_recorded_episode_replays_to_the_same_actions(tmp_path, toy_bundle, toy_image):
+    cassette = tmp_path / "cassette.jsonl"
+    recorded, _ = run(tmp_path, toy_bundle, toy_image,
+                      create_agent("model", mode="agentic", record=cassette), "rec")
+    replayed, _ = run(tmp_path, toy_bundle, toy_image,
+                      create_agent("model", model=f"replay:{cassette}", mode="agentic"), "rep")
+    assert len(cassette.read_text().splitlines()) == recorded["metrics"]["llm_calls"]
+    assert replayed["metrics"]["iterations"] == recorded["metrics"]["iterations"]
+    assert replayed["score"] == recorded["score"] and replayed["stop_reason"] == recorded["stop_reason"]

@@ -15,7 +15,7 @@ DEFAULT_MODELS = {"controller": "scripted:hill_climb", "agentic": "scripted:reac
 
 def create_agent(agent: str, model: str | None = None, policy: str = "full_history",
                  actions: Path | None = None, mode: str = "controller", base_url: str | None = None,
-                 stop_on_valid_output: bool = False) -> Agent:
+                 stop_on_valid_output: bool = False, record: Path | None = None) -> Agent:
     """`agent`: oracle | noop | actions (needs `actions`) | model (a model in `mode`)."""
     from .fixed import NoopAgent, OracleAgent, ScriptedActionsAgent
 
@@ -37,7 +37,7 @@ def create_agent(agent: str, model: str | None = None, policy: str = "full_histo
             policy_config = resolve_policy(policy)
         except ValueError as exc:
             raise CtxevalError(str(exc)) from None
-        the_model = create_model(model or DEFAULT_MODELS[mode], base_url=base_url)
+        the_model = create_model(model or DEFAULT_MODELS[mode], base_url=base_url, record=record)
         if mode == "agentic":
             from .agentic import AgenticAgent
             return AgenticAgent(the_model, policy_config, stop_on_valid_output=stop_on_valid_output)
