@@ -15,7 +15,7 @@ app.add_typer(data_app, name="data")
 
 def _console():
     from rich.console import Console
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -198,6 +198,32 @@ def policies_command() -> None:
         presets.add_row(preset.name, preset.policy, ", ".join(f"{k}={v}" for k, v in preset.params.items()),
                         str(preset.budget_tokens), preset.clarification, preset.description)
     console.print(presets)
+
+
+@app.command()
+def reset(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+          workspace: Path = typer.Option(..., help="the folder to restore to the starter state"),
+          force: bool = typer.Option(False, help="empty a non-empty folder first")) -> None:
+    """Restore a workspace folder to the bundle's starter state (the start of an RL episode)."""
+    import shutil
+
+    from .sandbox.base import folder_digest
+
+    def body():
+        bundle = _load(bundle_path)
+        if workspace.exists() and any(workspace.iterdir()):
+            if not force:
+                _fail(f"{workspace} is not empty: pass --force to replace its contents with the starter")
+            for child in workspace.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        workspace.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(bundle.starter_dir, workspace, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        digest = folder_digest(workspace)
+        if digest != folder_digest(bundle.starter_dir):
+            _fail(f"{workspace} does not match the starter after the reset")
+        typer.echo(f"{workspace} reset to the starter of {bundle.id} (digest {digest[:16]})")
+    _guard(body)
 
 
 @data_app.command("fetch")

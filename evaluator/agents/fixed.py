@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..episode.actions import apply_action
 from ..episode.context import EpisodeContext
 from ..errors import CtxevalError
 from ..hashing import iter_files
@@ -61,14 +62,6 @@ class ScriptedActionsAgent(Agent):
 
     def run(self, ctx: EpisodeContext) -> None:
         for action in self.actions:
-            if "exec" in action:
-                ctx.exec(action["exec"], timeout=action.get("timeout"))
-            elif "write_file" in action:
-                ctx.write_file(action["write_file"]["path"], action["write_file"]["content"])
-            elif "read_file" in action:
-                ctx.read_file(action["read_file"])
-            elif "tool" in action:
-                ctx.call_tool(action["tool"], action.get("args", {}))
-            elif "submit" in action:
-                ctx.submit(action["submit"])
+            apply_action(ctx, action)
+            if "submit" in action:
                 return

@@ -82,8 +82,9 @@ def load_bundle(path: str | Path) -> Bundle:
     for i, name in enumerate(names):
         if names.index(name) != i:
             found.append(Violation(label, f"$.tools[{i}].name", f"duplicate tool name {name!r}"))
-    tools_dir = (root / "tools") if tools else None
-    if tools_dir is not None and not tools_dir.is_dir():
+    # tools/ is mounted whenever it exists: it may hold libraries the agent's code imports, too
+    tools_dir = (root / "tools") if (root / "tools").is_dir() else None
+    if tools and tools_dir is None:
         found.append(Violation(label, "$.tools", "the bundle declares tools but has no tools/ folder"))
 
     grader = raw["grader"]

@@ -6,6 +6,7 @@ read/write of files, reset to the starter state, copy-out of artefacts.
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import tarfile
 import time
@@ -118,6 +119,21 @@ class OutputCollector:
         return body
 
 
+# One line per file, "<sha256>  ./<path>", sorted by path: the same on host and in any sandbox.
+DIGEST_COMMAND = ('cd "$CTXEVAL_WORKSPACE" && find . -type f -print0 | LC_ALL=C sort -z '
+                  '| xargs -0 -r sha256sum')
+
+
+def folder_digest(folder: Path) -> str:
+    """The host-side twin of Sandbox.workspace_digest, for a starter folder."""
+    lines = []
+    for file in sorted(iter_files(folder), key=lambda p: ("./" + p.relative_to(folder).as_posix()).encode()):
+        if file.is_file() and not file.is_symlink():
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            lines.append(f"{digest}  ./{file.relative_to(folder).as_posix()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
              memory_killed: bool = False, pids_limited: bool = False) -> str:
     """One outcome per exec, most specific first."""
@@ -210,6 +226,11 @@ class Sandbox(abc.ABC):
         if result.exit_code != 0 and result.outcome != OUTCOME_OUTPUT_CAPPED:
             return None
         return result.raw_stdout
+
+    def workspace_digest(self) -> str | None:
+        """sha256 over the workspace's files (names and contents), computed inside the sandbox."""
+        result = self.exec(DIGEST_COMMAND, output_cap=64 * 1024 * 1024, timeout=120)
+        return hashlib.sha256(result.raw_stdout).hexdigest() if result.exit_code == 0 else None
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "isolated": self.isolated, "image": self.spec.image,

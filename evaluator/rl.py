@@ -1,0 +1,138 @@
+"""An RL environment over a warm sandbox, in the shape Gymnasium users expect.
+
+    env = BundleEnv(load_bundle("bundles/experiment_profiler"))
+    observation, info = env.reset(seed=0)
+    observation, reward, terminated, truncated, info = env.step({"exec": "ls"})
+    ...
+    env.close()
+
+The container is started once. `reset()` restores the workspace to the starter, clears /tmp and
+/dev/shm and kills every process the previous episode left (sandbox.reset), then checks that the
+workspace's content digest equals the starter's. An action is one item of the scripted-actions
+format (schemas/actions.schema.json): {"exec": cmd}, {"write_file": {path, content}},
+{"read_file": path}, {"tool": name, "args": {...}}, {"submit": {...}}. The reward is 0 until the
+episode ends; on submit the workspace is graded in a separate container and the reward is the
+grade's score (negated for a minimised metric), or 1/0 success with reward="success". Running out of steps or wall time
+truncates the episode (and grades it, so the last reward is still informative).
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from .bundles.data import PreparedData, prepare_data
+from .bundles.manifest import Bundle
+from .episode.actions import apply_action
+from .episode.context import Budget, EpisodeContext
+from .episode.events import EventLog
+from .episode.grading import grade_workspace
+from .episode.runner import agent_limits, judge
+from .errors import BudgetExceeded, CtxevalError, SandboxError
+from .sandbox import SandboxSpec, create_sandbox
+from .sandbox.base import folder_digest
+from .sandbox.docker import LABEL_EPISODE, LABEL_RUN
+
+REWARDS = ("score", "success")
+
+
+class BundleEnv:
+    def __init__(self, bundle: Bundle, backend: str = "docker", image: str | None = None,
+                 reward: str = "score", budget: Budget | None = None, events_dir: Path | None = None,
+                 **sandbox_options: Any):
+        if reward not in REWARDS:
+            raise CtxevalError(f"reward must be one of {', '.join(REWARDS)}")
+        if backend == "docker" and image is None:
+            from .images import ImageBuilder
+            image = ImageBuilder().bundle_image(bundle).tag
+        self.bundle, self.backend, self.image, self.reward_kind = bundle, backend, image, reward
+        self.budget = budget
+        self.events_dir = events_dir
+        self.sandbox_options = sandbox_options
+        self.run_id = f"env-{secrets.token_hex(4)}"
+        self.prepared: PreparedData = prepare_data(bundle)
+        self.starter_digest = folder_digest(bundle.starter_dir)
+        self.sandbox = None
+        self.ctx: EpisodeContext | None = None
+        self.episode = 0
+
+    # -- lifecycle -------------------------------------------------------------------
+    def _start(self) -> None:
+        spec = SandboxSpec(image=self.image, limits=agent_limits(self.bundle),
+                           labels={LABEL_RUN: self.run_id, LABEL_EPISODE: self.run_id},
+                           tools_dir=self.bundle.tools_dir, data_dir=self.prepared.public)
+        self.sandbox = create_sandbox(self.backend, spec, **self.sandbox_options)
+        self.sandbox.start()
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            self.ctx.events.close()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+
+    def __enter__(self) -> "BundleEnv":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the RL interface --------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        started = time.monotonic()
+        if self.sandbox is None or (hasattr(self.sandbox, "alive") and not self.sandbox.alive()):
+            if self.sandbox is not None:
+                self.sandbox.stop()
+            self._start()
+        self.sandbox.reset(self.bundle.starter_dir)
+        digest = self.sandbox.workspace_digest()
+        if digest != self.starter_digest:
+            raise SandboxError(f"reset left the workspace different from the starter ({digest} != {self.starter_digest})")
+        if self.ctx is not None:
+            self.ctx.events.close()
+        self.episode += 1
+        log = EventLog(self.events_dir / f"episode-{self.episode}.jsonl" if self.events_dir else None)
+        self.ctx = EpisodeContext(self.bundle, self.sandbox, log, seed or 0, budget=self.budget,
+                                  public_dir=self.prepared.public)
+        observation = {"task": self.bundle.task_text, "text": "", "step": 0}
+        info = {"workspace_digest": digest, "reset_seconds": time.monotonic() - started, "episode": self.episode}
+        return observation, info
+
+    def step(self, action: dict[str, Any]) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+        if self.ctx is None:
+            raise CtxevalError("call reset() before step()")
+        if self.ctx.submitted is not None:
+            raise CtxevalError("the episode has ended: call reset()")
+        truncated = False
+        try:
+            text = apply_action(self.ctx, action)
+        except BudgetExceeded as exc:
+            text, truncated = f"episode over: {exc.reason}", True
+            self.ctx.stop_reason = exc.reason
+            self.ctx.submitted = {"truncated": exc.reason}
+        except ValueError as exc:
+            return self._observation(f"ERROR: {exc}"), 0.0, False, False, {"error": str(exc)}
+        terminated = self.ctx.submitted is not None and not truncated
+        if not (terminated or truncated):
+            return self._observation(text), 0.0, False, False, {}
+        reward, info = self._grade()
+        return self._observation(text), reward, terminated, truncated, info
+
+    # -- helpers -------------------------------------------------------------------------
+    def _observation(self, text: str) -> dict[str, Any]:
+        return {"task": self.bundle.task_text, "text": text, "step": self.ctx.metrics.steps}
+
+    def _grade(self) -> tuple[float, dict[str, Any]]:
+        outcome = grade_workspace(self.bundle, self.backend, self.image, self.sandbox.workspace_handle(),
+                                  self.prepared, {LABEL_RUN: self.run_id}, **self.sandbox_options)
+        success, target_met = judge(self.bundle, outcome, output_valid=self.ctx.output_valid())
+        score = outcome.score
+        if self.reward_kind == "success":
+            reward = float(success)
+        elif score is None:
+            reward = 0.0
+        else:  # higher is better for a reward: a minimised metric counts negatively
+            reward = float(score) if self.bundle.target.maximize else -float(score)
+        return reward, {"grade": outcome.grade, "grade_errors": outcome.errors, "success": success,
+                        "target_met": target_met, "score": score, "stop_reason": self.ctx.stop_reason}
