@@ -136,12 +136,12 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
     success, target_met = judge(bundle, grade, output["valid"]) if status == "completed" else (False, False)
     metrics = ctx.metrics if ctx is not None else None
     iterations = metrics.iterations if metrics else []
-    scores = [i["score"] for i in iterations if i.get("score") is not None] + \
-             ([grade.score] if grade.score is not None else [])
-    best = None
-    for value in scores:
+    best = None  # the best score the agent saw on its own iterations (e.g. cross-validation)
+    for value in (i["score"] for i in iterations if i.get("score") is not None):
         if best is None or bundle.target.better(value, best):
             best = value
+    if best is None:
+        best = grade.score
     result = {
         "schema_version": 1, "episode_id": options.episode_id, "run_id": options.run_id,
         "bundle": {"id": bundle.id, "version": bundle.version, "bundle_hash": hash_tree(bundle.root),
