@@ -38,15 +38,15 @@ def _make_world_readable(root: Path) -> None:
 
 
 def data_dir(bundle: Bundle) -> Path | None:
-    """The prepared data's folder, keyed by the prepare script, its arguments and the raw files."""
+    """The prepared data's folder, keyed by the whole bundle (a prepare script may read any of
+    its files), the prepare arguments and the raw files."""
     if bundle.data is None:
         return None
-    script = bundle.root / bundle.data.prepare[0]
     extra = [bundle.id, bundle.version, *bundle.data.prepare]
     if bundle.data.fetch is not None:
         raw = raw_dir(bundle)
         extra.append(hash_paths([raw / name for name in bundle.data.fetch.files if (raw / name).is_file()], raw))
-    key = hash_paths([script], bundle.root, extra=extra)
+    key = hash_paths([bundle.root], bundle.root, extra=extra)
     return cache_dir() / "data" / bundle.id / key[:16]
 
 

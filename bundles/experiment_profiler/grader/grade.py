@@ -340,22 +340,29 @@ class Grader:
         return env
 
     def python(self, args: list[str], front: list[Path] | None = None) -> Proc:
+        """Run `python3 ARGS` as the submission: own process group and temp cwd, output to files
+        (not pipes: a process left in the background must not keep the grader waiting)."""
         self.counter += 1
         cwd = self.tmp / f"cwd{self.counter}"
         cwd.mkdir()
-        proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=self.env(front), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        out_path, err_path = self.tmp / f"stdout{self.counter}", self.tmp / f"stderr{self.counter}"
         timed_out = False
-        try:
-            out, err = proc.communicate(timeout=max(1.0, min(TIMEOUT_SECONDS, self.deadline - time.monotonic())))
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            self._kill(proc.pid)
-            out, err = proc.communicate()
+        with out_path.open("wb") as out, err_path.open("wb") as err:
+            proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=self.env(front), stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
+            try:
+                proc.wait(timeout=max(1.0, min(TIMEOUT_SECONDS, self.deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                self._kill(proc.pid)
+                proc.wait()
         self._kill(proc.pid)  # anything it left running in its process group
         self._reap()  # and anything that left the group but still carries this grading's token
-        decode = lambda b: b.decode("utf-8", "replace")[:OUTPUT_CAP]  # noqa: E731
-        return Proc(proc.returncode, decode(out), decode(err), timed_out)
+
+        def read(path: Path) -> str:
+            with path.open("rb") as handle:
+                return handle.read(OUTPUT_CAP).decode("utf-8", "replace")
+        return Proc(proc.returncode, read(out_path), read(err_path), timed_out)
 
     @staticmethod
     def _kill(pgid: int) -> None:

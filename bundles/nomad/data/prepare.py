@@ -66,7 +66,7 @@ COLUMN_MEANINGS = {
     "lattice_angle_alpha_degree": "angle alpha between lattice vectors 2 and 3, in degrees",
     "lattice_angle_beta_degree": "angle beta between lattice vectors 1 and 3, in degrees",
     "lattice_angle_gamma_degree": "angle gamma between lattice vectors 1 and 2, in degrees",
-    "formation_energy_ev_natom": "TARGET: formation energy per atom in eV (DFT, relative to the pure oxides' reference); >= 0",
+    "formation_energy_ev_natom": "TARGET: formation energy in eV per atom (DFT; an indicator of the material's stability); >= 0",
     "bandgap_energy_ev": "TARGET: band gap energy in eV (DFT); > 0",
 }
 
@@ -142,9 +142,10 @@ def context(train: pd.DataFrame, test: pd.DataFrame) -> dict:
     computed from the public train and the label-free public test."""
     columns = {name: {"meaning": COLUMN_MEANINGS[name], "in_test": name not in TARGETS}
                for name in RAW_COLUMNS}
-    for name in (*FEATURES, *TARGETS):
+    numeric = [name for name in FEATURES if name != "spacegroup"]  # spacegroup: see spacegroup_counts
+    for name in (*numeric, *TARGETS):
         columns[name]["train"] = describe(train[name])
-    for name in FEATURES:
+    for name in numeric:
         columns[name]["test"] = describe(test[name])
     return {
         "task": "regression of two targets per material, formation_energy_ev_natom and bandgap_energy_ev, "
