@@ -98,7 +98,9 @@ def test_openai_controller_mode_parses_json_proposals(tmp_path, toy_bundle, toy_
     assert result["status"] == "completed" and result["stop_reason"] == "target_reached"
     assert result["outcomes"]["invalid_proposal"] == 1
     assert [e for e in events if e["event"] == "invalid_proposal"][0]["error"].startswith("$.config.n_neighbors")
-    assert result["metrics"]["iterations"][0]["arguments"]["config"]["model"] == "gradient_boosting"
+    baseline, first = result["metrics"]["iterations"][:2]
+    assert baseline["iteration"] == 0 and baseline["arguments"]["config"]["model"] == "logistic_regression"
+    assert first["iteration"] == 1 and first["arguments"]["config"]["model"] == "gradient_boosting"
     assert "response_format" in fake_llm_server.requests_to(OPENAI_PATH)[0].body
 
 

@@ -100,9 +100,9 @@ class Param:
 # The upper bounds keep the slowest allowed config well inside a tool call's time budget.
 PARAMS: dict[str, Param] = {
     "learning_rate": Param("float", 0.1, 0.001, 1.0, help="shrinkage of each boosting step"),
-    "max_iter": Param("int", 100, 1, 1000, help="boosting rounds (trees) per target"),
+    "max_iter": Param("int", 100, 1, 500, help="boosting rounds (trees) per target"),
     "max_depth": Param("int", None, 1, 20, nullable=True, help="maximum tree depth, null = unlimited"),
-    "max_leaf_nodes": Param("int", 31, 2, 128, help="maximum leaves per tree"),
+    "max_leaf_nodes": Param("int", 31, 2, 64, help="maximum leaves per tree"),
     "min_samples_leaf": Param("int", 20, 1, 200, help="minimum training rows per leaf"),
     "l2_regularization": Param("float", 0.0, 0.0, 100.0, help="L2 penalty on leaf values"),
     "log_target": Param("bool", False, help="fit log1p(target) and invert with expm1 (matches RMSLE)"),
@@ -150,13 +150,18 @@ def load_make_features(workspace: Path) -> Callable[[pd.DataFrame], pd.DataFrame
     path = workspace / FEATURES_FILE
     if not path.is_file():
         raise FeatureError(f"{path} not found: the workspace must hold {FEATURES_FILE} defining make_features(df)")
+    if str(workspace) not in sys.path:
+        sys.path.append(str(workspace))  # features.py may import its own helper modules
     spec = importlib.util.spec_from_file_location("workspace_features", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["workspace_features"] = module
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in the workspace
     try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as exc:  # noqa: BLE001 - the agent's code: report its error clearly
         raise FeatureError(f"importing {FEATURES_FILE} failed:\n{_user_traceback(exc)}") from None
+    finally:
+        sys.dont_write_bytecode = saved
     function = getattr(module, "make_features", None)
     if not callable(function):
         raise FeatureError(f"{FEATURES_FILE} does not define a function make_features(df)")
