@@ -85,7 +85,7 @@ class AgenticAgent(Agent):
         clarification = CLARIFICATION_GUIDANCE[self.policy_config.clarification]
         system = system_message(SYSTEM_PROMPT.format(clarification=clarification))
         task = task_message(ctx)
-        tools = self._tools(ctx)
+        self.tools = self._tools(ctx)
         clarifier = Clarifier(ctx.bundle, ctx.public_dir)
         hints: list[tuple[str, str]] = []
         history: list[Message] = []
@@ -125,7 +125,7 @@ class AgenticAgent(Agent):
             ctx.events.emit("summarizer_call", prompt_tokens=summary.prompt_tokens,
                             completion_tokens=summary.completion_tokens)
         started = time.monotonic()
-        response = self.model.complete(built.messages, tools=self._tools(ctx))
+        response = self.model.complete(built.messages, tools=self.tools)
         ctx.record_llm_call(response.usage, time.monotonic() - started, built.tokens, full_tokens=built.full_tokens)
         ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens, full_tokens=built.full_tokens,
                         dropped_turns=built.dropped_turns, messages=len(built.messages),
@@ -149,10 +149,10 @@ class AgenticAgent(Agent):
     # -- tools -------------------------------------------------------------------------
     def _dispatch(self, ctx: EpisodeContext, call: ToolCall, clarifier: Clarifier,
                   hints: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-        schema = next((t for t in self._tools(ctx) if t.name == call.name), None)
+        schema = next((t for t in self.tools if t.name == call.name), None)
         if schema is None:
             return self._reject(ctx, call, f"unknown tool {call.name!r}; available: "
-                                           f"{', '.join(t.name for t in self._tools(ctx))}")
+                                           f"{', '.join(t.name for t in self.tools)}")
         if not isinstance(call.arguments, dict):
             return self._reject(ctx, call, f"arguments of {call.name} are not a JSON object: {str(call.arguments)[:300]}")
         problems = violations(call.arguments, schema.parameters, f"arguments of {call.name}")
@@ -187,8 +187,8 @@ class AgenticAgent(Agent):
         result = ctx.call_tool(call.name, args)
         meta: dict[str, Any] = {"ok": result.ok, "tool": call.name, "error": result.error}
         score_key = ctx.bundle.controller.score_key if ctx.bundle.controller else None
-        if result.ok and isinstance(result.output, dict) and score_key in result.output:
-            meta.update(score=result.output[score_key], config=args.get("config", args))
+        if score_key is not None and result.value(score_key) is not None:
+            meta.update(score=result.value(score_key), config=args.get("config", args))
         if ctx.bundle.controller and call.name == ctx.bundle.controller.apply_tool:
             ctx.record_iteration(args, meta.get("score"), result.ok)
         return result.observation()[:OBSERVATION_CHARS], meta

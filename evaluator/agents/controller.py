@@ -89,7 +89,7 @@ class ControllerAgent(Agent):
             arguments = {k: v for k, v in proposal.items() if k in arg_names}
             result = ctx.call_tool(spec.apply_tool, arguments)
             last_applied = arguments
-            score = result.output.get(spec.score_key) if result.ok and isinstance(result.output, dict) else None
+            score = result.value(spec.score_key)
             ctx.record_iteration(arguments, score, result.ok)
             if score is not None and (best is None or ctx.bundle.target.better(score, best["score"])):
                 best = {"arguments": arguments, "score": score}
@@ -116,7 +116,7 @@ class ControllerAgent(Agent):
             return None
         arguments = {"config": config}
         result = ctx.call_tool(spec.apply_tool, arguments)
-        score = result.output.get(spec.score_key) if result.ok and isinstance(result.output, dict) else None
+        score = result.value(spec.score_key)
         ctx.record_iteration(arguments, score, result.ok, iteration=0)
         proposal = json.dumps({"config": config, "rationale": "the starter baseline"}, sort_keys=True)
         observation = {"ok": result.ok, "score": score, "config": config, "error": result.error, "baseline": True}

@@ -84,12 +84,33 @@ class EpisodeMetrics:
                 "iterations": self.iterations}
 
 
+def check_output(bundle: Bundle, text: str | None) -> dict[str, Any]:
+    """The agent's structured output, validated against the bundle's output schema."""
+    record = {"path": bundle.output_path, "present": text is not None, "valid": False, "errors": []}
+    if text is None:
+        record["errors"] = [f"{bundle.output_path} was not written"]
+        return record
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        record["errors"] = [f"{bundle.output_path}: not JSON: {exc}"]
+        return record
+    problems = violations(document, bundle.output_schema, bundle.output_path)
+    record["errors"] = [str(p) for p in problems]
+    record["valid"] = not problems
+    return record
+
+
 @dataclass
 class ToolResult:
     ok: bool
     output: Any
     error: str | None
     exec: ExecResult | None
+
+    def value(self, key: str) -> Any:
+        """A field of a successful tool's JSON result (None otherwise)."""
+        return self.output.get(key) if self.ok and isinstance(self.output, dict) else None
 
     def observation(self) -> str:
         if self.ok:
@@ -145,16 +166,13 @@ class EpisodeContext:
         self.events.emit("step", step=step, action=action, **detail)
         return step
 
-    def output_valid(self) -> bool:
-        """Whether the agent's structured output exists now and matches the bundle's output schema."""
+    def check_output(self) -> dict[str, Any]:
+        """The agent's structured output as it is now, validated against the bundle's output schema."""
         data = self.sandbox.read_file(f"{self.sandbox.workspace_path}/{self.bundle.output_path}")
-        if data is None:
-            return False
-        try:
-            document = json.loads(data)
-        except json.JSONDecodeError:
-            return False
-        return not violations(document, self.bundle.output_schema, self.bundle.output_path)
+        return check_output(self.bundle, None if data is None else data.decode("utf-8", "replace"))
+
+    def output_valid(self) -> bool:
+        return self.check_output()["valid"]
 
     def _record_exec(self, step: int, kind: str, detail: dict[str, Any], result: ExecResult) -> None:
         self.metrics.sandbox_seconds += result.duration_s

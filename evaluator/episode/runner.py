@@ -1,7 +1,6 @@
 """Run one episode end to end and write its schema-valid result atomically."""
 from __future__ import annotations
 
-import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
 from ..errors import BudgetExceeded, CtxevalError
 from ..hashing import hash_tree
-from ..jsonschemas import validate, violations
+from ..jsonschemas import validate
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.docker import LABEL_EPISODE, LABEL_RUN
 from ..models.base import ModelError
@@ -50,23 +49,6 @@ def agent_limits(bundle: Bundle) -> SandboxLimits:
     return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
                          tmpfs_mb=limits.tmpfs_mb, exec_timeout_seconds=limits.exec_timeout_seconds,
                          output_bytes=limits.output_bytes, wall_seconds=limits.wall_seconds + 60)
-
-
-def check_output(bundle: Bundle, text: str | None) -> dict[str, Any]:
-    """The agent's structured output, validated against the bundle's output schema."""
-    record = {"path": bundle.output_path, "present": text is not None, "valid": False, "errors": []}
-    if text is None:
-        record["errors"] = [f"{bundle.output_path} was not written"]
-        return record
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        record["errors"] = [f"{bundle.output_path}: not JSON: {exc}"]
-        return record
-    problems = violations(document, bundle.output_schema, bundle.output_path)
-    record["errors"] = [str(p) for p in problems]
-    record["valid"] = not problems
-    return record
 
 
 def judge(bundle: Bundle, grade: GradeOutcome, output_valid: bool) -> tuple[bool, bool]:
@@ -121,8 +103,7 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
         except CtxevalError as exc:
             stop_reason, status, error = STOP_AGENT_ERROR, "error", str(exc)
         events.emit("agent_end", stop_reason=stop_reason)
-        raw_output = sandbox.read_file(f"{sandbox.workspace_path}/{bundle.output_path}")
-        output = check_output(bundle, None if raw_output is None else raw_output.decode("utf-8", "replace"))
+        output = ctx.check_output()
         artefacts = sandbox.copy_out(options.episode_dir / ARTEFACTS_DIR)
         grade = grade_workspace(bundle, options.backend, options.image, sandbox.workspace_handle(), prepared,
                                 labels, **sandbox_options)
