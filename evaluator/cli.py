@@ -102,56 +102,131 @@ def build(bundles: list[Path] = typer.Argument(None, help="bundles to build (def
 
 
 @app.command()
-def run(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
+def run(bundle_paths: list[Path] = typer.Argument(None, metavar="BUNDLE...", help="bundle folders or ids"),
         agent: str = typer.Option("model", help="model | oracle | noop | actions"),
-        model: Optional[str] = typer.Option(None, help="openai:<m> | anthropic:<m> | scripted:<name> | replay:<file> "
-                                                       "(default: scripted:hill_climb, or scripted:react in agentic mode)"),
-        policy: str = typer.Option("full_history", help="preset name, policy name or YAML file (see `ctxeval policies`)"),
-        mode: str = typer.Option("controller", help="controller | agentic"),
+        model: list[str] = typer.Option(None, help="openai:<m> | anthropic:<m> | scripted:<name> | replay:<file>; "
+                                                    "repeat to sweep (default: scripted:hill_climb, or scripted:react "
+                                                    "in agentic mode)"),
+        policy: list[str] = typer.Option(None, help="preset, policy name or YAML file (see `ctxeval policies`); "
+                                                     "repeat to sweep (default: full_history)"),
+        mode: list[str] = typer.Option(None, help="controller | agentic; repeat to sweep (default: controller)"),
+        file: Optional[Path] = typer.Option(None, "--file", "-f", help="a YAML run file (schemas/run_matrix.schema.json)"),
         base_url: Optional[str] = typer.Option(None, help="OpenAI-compatible server URL (vLLM, Ollama, ...)"),
         max_steps: Optional[int] = typer.Option(None, min=1, help="step budget (default: the bundle's)"),
         max_tokens: Optional[int] = typer.Option(None, min=1, help="token budget (prompt + completion + summarizer)"),
         max_cost: Optional[float] = typer.Option(None, min=0, help="cost budget in USD"),
         wall_seconds: Optional[float] = typer.Option(None, min=1, help="wall-time budget per episode"),
         stop_on_valid_output: bool = typer.Option(False, help="agentic: stop as soon as the output is schema-valid"),
-        record: Optional[Path] = typer.Option(None, help="record every model reply to this cassette (replay:FILE)"),
+        record: Optional[Path] = typer.Option(None, help="record every model reply to this cassette (replay:FILE); "
+                                                         "one cassette per episode when the run has several"),
         actions: Optional[Path] = typer.Option(None, help="actions file for the scripted actions agent"),
-        seeds: int = typer.Option(1, min=1, help="number of seeds (0..N-1)"),
-        seed: Optional[int] = typer.Option(None, help="run this one seed"),
-        backend: str = typer.Option("auto", help="auto | docker | local"),
+        seeds: Optional[int] = typer.Option(None, min=1, help="number of seeds (0..N-1; default 1)"),
+        seed: list[int] = typer.Option(None, help="run this seed (repeatable)"),
+        max_parallel: Optional[int] = typer.Option(None, min=1, max=64, help="episodes run at once (default 1)"),
+        backend: Optional[str] = typer.Option(None, help="auto | docker | local (default auto)"),
         runtime: Optional[str] = typer.Option(None, help="container runtime, e.g. runsc (gVisor)"),
         run_id: Optional[str] = typer.Option(None, help="name the run (default: time + random)"),
-        resume: Optional[str] = typer.Option(None, help="finish an interrupted run: RUN_ID"),
+        resume: Optional[str] = typer.Option(None, help="finish an interrupted run RUN_ID (its own matrix)"),
+        phoenix: Optional[str] = typer.Option(None, help="export spans to this Phoenix URL "
+                                                          "(default: PHOENIX_COLLECTOR_ENDPOINT, if set)"),
+        phoenix_project: Optional[str] = typer.Option(None, help="Phoenix project (default: PHOENIX_PROJECT_NAME "
+                                                                  "or ctxeval)"),
         runs_dir: Optional[Path] = typer.Option(None, help="where runs are written (default: runs/)")) -> None:
-    """Run episodes of a bundle and write schema-valid results under runs/<run_id>/."""
-    from .agents import create_agent
+    """Run a sweep of episodes (bundles × policies × modes × models × seeds) into runs/<run_id>/."""
     from .episode.context import Budget
-    from .runs import RunPlan, execute, summarize
+    from .matrix import RunMatrix
+    from .runs import RunSettings, load_run_record, matrix_jobs
     from .sandbox import resolve_backend
+    from .tracing import phoenix_settings
 
     def body():
         console = _console()
-        bundle = _load(bundle_path)
-        chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
-        the_agent = create_agent(agent, model=model, policy=policy, actions=actions, mode=mode, base_url=base_url,
-                                 stop_on_valid_output=stop_on_valid_output, record=record)
-        seed_list = [seed] if seed is not None else list(range(seeds))
-        budget = Budget(max_steps=max_steps, max_tokens=max_tokens, max_cost_usd=max_cost, wall_seconds=wall_seconds)
-        plan = RunPlan(bundle=bundle, agent=the_agent, seeds=seed_list, backend=chosen, root=runs_dir,
-                       runtime=runtime, budget=budget,
-                       **({"run_id": resume or run_id} if (resume or run_id) else {}))
-        image, image_hash = _image_for(bundle, chosen)
-        console.print(f"run {plan.run_id} → {plan.run_dir}")
-
-        def show(result):
-            mark = "[green]success[/]" if result["success"] else "[red]fail[/]"
-            console.print(f"  {result['episode_id']}: {mark} score={result['score']} "
-                          f"stop={result['stop_reason']} steps={result['metrics']['steps']}"
-                          + (f" error={result['error']}" if result["error"] else ""), highlight=False)
-
-        summary = summarize(execute(plan, image, image_hash, on_episode=show))
-        typer.echo(f"{summary['successes']}/{summary['episodes']} episodes succeeded; results in {plan.run_dir}")
+        options: dict = {}
+        if resume:
+            if bundle_paths or file or policy or mode or model or seeds or seed or actions:
+                _fail("--resume runs the run's own matrix: drop the bundles, --file, --policy, --mode, --model, "
+                      "--seed(s) and --actions")
+            root = runs_dir
+            from .paths import runs_dir as default_runs_dir
+            stored = load_run_record((root or default_runs_dir()) / resume)
+            matrix = RunMatrix.from_record(stored["matrix"])
+            options = {"backend": stored.get("backend"), "runtime": stored.get("runtime"),
+                       "budget": stored.get("budget"), "max_parallel": stored.get("max_parallel")}
+        elif file:
+            matrix = RunMatrix.from_file(file)
+            if bundle_paths:
+                _fail("give the bundles in the run file or on the command line, not both")
+            options = dict(matrix.options)
+        else:
+            seed_list = list(seed) if seed else list(range(seeds or 1))
+            matrix = RunMatrix.from_options([str(p) for p in bundle_paths or []], agent=agent, policies=policy,
+                                            modes=mode, models=model, seeds=seed_list, base_url=base_url,
+                                            stop_on_valid_output=stop_on_valid_output,
+                                            actions=str(actions) if actions else None)
+        stored_budget = options.get("budget") or {}
+        budget = Budget(max_steps=max_steps or stored_budget.get("max_steps"),
+                        max_tokens=max_tokens or stored_budget.get("max_tokens"),
+                        max_cost_usd=max_cost if max_cost is not None else stored_budget.get("max_cost_usd"),
+                        wall_seconds=wall_seconds or stored_budget.get("wall_seconds"))
+        chosen = resolve_backend(backend or options.get("backend") or "auto",
+                                 warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
+        bundles = {name: _load(Path(name)) for name in matrix.bundles}
+        settings = RunSettings(backend=chosen, root=runs_dir, runtime=runtime or options.get("runtime"),
+                               budget=budget, max_parallel=max_parallel or options.get("max_parallel") or 1,
+                               phoenix=phoenix_settings(phoenix, phoenix_project),
+                               **({"run_id": resume or run_id} if (resume or run_id) else {}))
+        if not resume and (settings.run_dir / "run.json").exists():
+            _fail(f"run {settings.run_id} exists: finish it with --resume {settings.run_id}, or pick another --run-id")
+        images = {name: _image_for(bundle, chosen) for name, bundle in bundles.items()}
+        jobs = matrix_jobs(matrix, bundles, images, record=record)
+        _execute_with_progress(console, settings, matrix, jobs, images)
     _guard(body)
+
+
+def _execute_with_progress(console, settings, matrix, jobs, images) -> None:
+    """Run the jobs under a rich progress bar; one line per finished episode."""
+    import threading
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .runs import execute_jobs, run_record, summarize
+
+    record = run_record(settings, matrix=matrix.as_record(),
+                        images={name: {"image": tag, "image_hash": digest} for name, (tag, digest) in images.items()},
+                        bundles={job.bundle.id: {"version": job.bundle.version, "path": str(job.bundle.root)}
+                                 for job in jobs})
+    console.print(f"run {settings.run_id}: {len(jobs)} episodes, up to {settings.max_parallel} at once → "
+                  f"{settings.run_dir}" + (f" (Phoenix: {settings.phoenix.endpoint})" if settings.phoenix else ""))
+    lock = threading.Lock()
+    counts = {"running": 0, "success": 0, "fail": 0}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as progress:
+        task = progress.add_task("episodes", total=len(jobs))
+
+        def describe() -> str:
+            return f"{counts['running']} running · {counts['success']} ✓ · {counts['fail']} ✗"
+
+        def started(job) -> None:
+            with lock:
+                counts["running"] += 1
+                progress.update(task, description=describe())
+
+        def finished(result, resumed: bool) -> None:
+            with lock:
+                counts["running"] -= 0 if resumed else 1
+                counts["success" if result["success"] else "fail"] += 1
+                progress.update(task, advance=1, description=describe())
+            mark = "[green]success[/]" if result["success"] else "[red]fail[/]"
+            progress.console.print(f"  {result['episode_id']}: {mark} score={result['score']} "
+                                   f"stop={result['stop_reason']} steps={result['metrics']['steps']}"
+                                   + (" (finished earlier)" if resumed else "")
+                                   + (f" error={result['error']}" if result["error"] else ""), highlight=False)
+
+        from .runs import RunHooks
+        results = execute_jobs(settings, record, jobs, RunHooks(on_start=started, on_episode=finished),
+                               warn=lambda m: progress.console.print(f"[yellow]warning:[/] {m}"))
+    summary = summarize(results)
+    typer.echo(f"{summary['successes']}/{summary['episodes']} episodes succeeded; results in {settings.run_dir}")
 
 
 @app.command()
@@ -280,6 +355,12 @@ def clean(run: Optional[str] = typer.Option(None, help="only this run's resource
     from .sandbox.cleanup import cleanup
     report = cleanup(run_id=run)
     typer.echo(f"removed {len(report.containers)} containers, {len(report.volumes)} volumes")
+
+
+from .analysis.commands import register as _register_analysis  # noqa: E402
+_register_analysis(app)
+from .analysis.leaderboard_commands import register as _register_leaderboard  # noqa: E402
+_register_leaderboard(app)
 
 
 def main() -> None:  # pragma: no cover - entry point

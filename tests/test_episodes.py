@@ -107,7 +107,7 @@ def test_resume_finishes_a_run_without_redoing_finished_episodes(tmp_path, toy_b
     assert list((plan.run_dir / "aborted").iterdir())  # the interrupted attempt is kept aside, not lost
     summary = json.loads((plan.run_dir / SUMMARY_FILE).read_text())
     assert summary["episodes"] == 2 and summary["successes"] == 0
-    assert json.loads((plan.run_dir / RUN_FILE).read_text())["image"] == toy_image.tag
+    assert json.loads((plan.run_dir / RUN_FILE).read_text())["images"]["toy"]["image"] == toy_image.tag
     assert not list(plan.run_dir.rglob("*.tmp"))
 
 
@@ -117,7 +117,7 @@ def test_cli_run_and_check_on_the_toy_bundle(tmp_path):
     proc = subprocess.run(cli + ["run", str(BUNDLES_DIR / "toy"), "--run-id", "cli"], capture_output=True,
                           text=True, env=env, cwd=PROJECT_ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "cli" / "episodes" / "toy-controller-full_history-s0" / "result.json").read_text())
+    result = json.loads((tmp_path / "cli" / "episodes" / "toy-controller-full_history-scripted_hill_climb-s0" / "result.json").read_text())
     validate(result, "episode_result", "result.json")
     assert result["sandbox"] == {"backend": "docker", "isolated": True}
     assert result["bundle"]["image"].startswith("ctxeval/bundle-toy:")

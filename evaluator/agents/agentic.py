@@ -4,7 +4,6 @@ are not JSON or break the tool's schema) are answered with an error observation 
 goes on."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult, ToolCall
@@ -72,10 +71,8 @@ class AgenticAgent(Agent):
         def summarize(messages: list[Message]) -> SummarizerResult:
             prompt = [system_message("Summarise the experiment so far: configurations tried, results, "
                                      "errors and open questions. Be brief and factual."), *messages]
-            started = time.monotonic()
-            response = self.model.complete(prompt)
+            response = ctx.call_model(self.model, prompt, context_tokens=0, summarizer=True)
             usage = response.usage
-            ctx.record_llm_call(usage, time.monotonic() - started, 0, summarizer=True)
             return SummarizerResult(response.text, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd)
         return summarize if getattr(self.model, "summarizes", True) else None
 
@@ -92,41 +89,41 @@ class AgenticAgent(Agent):
         idle = 0
         turn = 0
         while True:
-            hint = hints_message(hints)
-            preamble = [system, task, *([hint] if hint else [])]
-            built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
-                                             counter=self.model.count_tokens, summarizer=self._summarizer(ctx)))
-            ctx.check_budget()
-            response = self._call(ctx, built)
-            turn += 1
-            history.append(Message("assistant", response.text, tool_calls=list(response.tool_calls),
-                                   kind=KIND_ACTION, turn=turn))
-            if not response.tool_calls:
-                idle += 1
-                ctx.events.emit("idle_reply", text=response.text[:2000])
-                if idle >= MAX_IDLE_REPLIES:
-                    ctx.stop_reason = STOP_MODEL
-                    raise BudgetExceeded(STOP_MODEL)
-                history.append(Message("user", "No tool was called. Use a tool, or call `submit` when done.",
-                                       kind=KIND_OBSERVATION, turn=turn))
-                continue
-            idle = 0
-            for call in response.tool_calls:
-                content, meta = self._dispatch(ctx, call, clarifier, hints)
-                history.append(Message("tool", content, tool_call_id=call.id, name=call.name,
-                                       kind=KIND_OBSERVATION, turn=turn, meta=meta))
-                if ctx.submitted is not None:
+            with ctx.trace.step(turn + 1):
+                hint = hints_message(hints)
+                preamble = [system, task, *([hint] if hint else [])]
+                built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
+                                                 counter=self.model.count_tokens, summarizer=self._summarizer(ctx)))
+                ctx.check_budget()
+                response = self._call(ctx, built)
+                turn += 1
+                history.append(Message("assistant", response.text, tool_calls=list(response.tool_calls),
+                                       kind=KIND_ACTION, turn=turn))
+                if not response.tool_calls:
+                    idle += 1
+                    ctx.events.emit("idle_reply", text=response.text[:2000])
+                    if idle >= MAX_IDLE_REPLIES:
+                        ctx.stop_reason = STOP_MODEL
+                        raise BudgetExceeded(STOP_MODEL)
+                    history.append(Message("user", "No tool was called. Use a tool, or call `submit` when done.",
+                                           kind=KIND_OBSERVATION, turn=turn))
+                    continue
+                idle = 0
+                for call in response.tool_calls:
+                    content, meta = self._dispatch(ctx, call, clarifier, hints)
+                    history.append(Message("tool", content, tool_call_id=call.id, name=call.name,
+                                           kind=KIND_OBSERVATION, turn=turn, meta=meta))
+                    if ctx.submitted is not None:
+                        return
+                if self._done(ctx, history):
                     return
-            if self._done(ctx, history):
-                return
 
     def _call(self, ctx: EpisodeContext, built) -> ModelResponse:
         for summary in built.summarizer_calls:
             ctx.events.emit("summarizer_call", prompt_tokens=summary.prompt_tokens,
                             completion_tokens=summary.completion_tokens)
-        started = time.monotonic()
-        response = self.model.complete(built.messages, tools=self.tools)
-        ctx.record_llm_call(response.usage, time.monotonic() - started, built.tokens, full_tokens=built.full_tokens)
+        response = ctx.call_model(self.model, built.messages, tools=self.tools, context_tokens=built.tokens,
+                                  full_tokens=built.full_tokens)
         ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens, full_tokens=built.full_tokens,
                         dropped_turns=built.dropped_turns, messages=len(built.messages),
                         response=response.text[:2000], tool_calls=[c.as_dict() for c in response.tool_calls],

@@ -8,7 +8,6 @@ runs out.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput
@@ -57,50 +56,50 @@ class ControllerAgent(Agent):
         best: dict[str, Any] | None = None
         last_applied: dict[str, Any] | None = None
         if spec.baseline_config:
-            best = last_applied = self._baseline(ctx, history)
+            with ctx.trace.step(0):
+                best = last_applied = self._baseline(ctx, history)
         while True:
-            built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
-                                             counter=self.model.count_tokens))
-            messages = built.messages
-            ctx.check_budget()
-            started = time.monotonic()
-            response = self.model.complete(messages, response_schema=spec.proposal_schema)
-            ctx.record_llm_call(response.usage, time.monotonic() - started, built.tokens,
-                                full_tokens=built.full_tokens)
-            ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens,
-                            full_tokens=built.full_tokens, messages=len(messages), response=response.text[:4000])
-            turn = len(ctx.metrics.iterations) + 1
-            history.append(Message("assistant", response.text, kind=KIND_ACTION, turn=turn))
-            proposal, error = self._parse(response.text, spec.proposal_schema)
-            if error is not None:
-                ctx.outcomes["invalid_proposal"] += 1
-                ctx.events.emit("invalid_proposal", error=error)
-                history.append(Message("user", f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}",
-                                       kind=KIND_OBSERVATION, turn=turn, meta={"ok": False, "error": error}))
-                if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
-                    raise BudgetExceeded("too_many_invalid_proposals")
-                continue
-            if proposal.get("stop"):
-                if best is not None and best["arguments"] != last_applied:
-                    ctx.call_tool(spec.apply_tool, best["arguments"])
-                ctx.submit({"best": best, "rationale": proposal.get("rationale")})
-                ctx.stop_reason = STOP_MODEL
-                return
-            arguments = {k: v for k, v in proposal.items() if k in arg_names}
-            result = ctx.call_tool(spec.apply_tool, arguments)
-            last_applied = arguments
-            score = result.value(spec.score_key)
-            ctx.record_iteration(arguments, score, result.ok)
-            if score is not None and (best is None or ctx.bundle.target.better(score, best["score"])):
-                best = {"arguments": arguments, "score": score}
-            observation = {"ok": result.ok, "score": score, "config": proposal.get("config"),
-                           "error": result.error}
-            history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
-                                   kind=KIND_OBSERVATION, turn=turn, meta=observation))
-            if score is not None and ctx.bundle.target.meets_target(score):
-                ctx.submit({"best": best, "note": "target reached"})
-                ctx.stop_reason = STOP_TARGET
-                return
+            with ctx.trace.step(ctx.metrics.llm_calls + 1):
+                built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
+                                                 counter=self.model.count_tokens))
+                messages = built.messages
+                ctx.check_budget()
+                response = ctx.call_model(self.model, messages, response_schema=spec.proposal_schema,
+                                          context_tokens=built.tokens, full_tokens=built.full_tokens)
+                ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens,
+                                full_tokens=built.full_tokens, messages=len(messages), response=response.text[:4000])
+                turn = len(ctx.metrics.iterations) + 1
+                history.append(Message("assistant", response.text, kind=KIND_ACTION, turn=turn))
+                proposal, error = self._parse(response.text, spec.proposal_schema)
+                if error is not None:
+                    ctx.outcomes["invalid_proposal"] += 1
+                    ctx.events.emit("invalid_proposal", error=error)
+                    history.append(Message("user", f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}",
+                                           kind=KIND_OBSERVATION, turn=turn, meta={"ok": False, "error": error}))
+                    if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
+                        raise BudgetExceeded("too_many_invalid_proposals")
+                    continue
+                if proposal.get("stop"):
+                    if best is not None and best["arguments"] != last_applied:
+                        ctx.call_tool(spec.apply_tool, best["arguments"])
+                    ctx.submit({"best": best, "rationale": proposal.get("rationale")})
+                    ctx.stop_reason = STOP_MODEL
+                    return
+                arguments = {k: v for k, v in proposal.items() if k in arg_names}
+                result = ctx.call_tool(spec.apply_tool, arguments)
+                last_applied = arguments
+                score = result.value(spec.score_key)
+                ctx.record_iteration(arguments, score, result.ok)
+                if score is not None and (best is None or ctx.bundle.target.better(score, best["score"])):
+                    best = {"arguments": arguments, "score": score}
+                observation = {"ok": result.ok, "score": score, "config": proposal.get("config"),
+                               "error": result.error}
+                history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
+                                       kind=KIND_OBSERVATION, turn=turn, meta=observation))
+                if score is not None and ctx.bundle.target.meets_target(score):
+                    ctx.submit({"best": best, "note": "target reached"})
+                    ctx.stop_reason = STOP_TARGET
+                    return
 
     @staticmethod
     def _baseline(ctx: EpisodeContext, history: list[Message]) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ from ..bundles.manifest import Bundle, ToolSpec
 from ..errors import BudgetExceeded
 from ..jsonschemas import violations
 from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
+from ..tracing.spans import NO_TRACING, ToolCall, Tracing
 from .events import EventLog
 
 STOP_SUBMITTED = "submitted"
@@ -122,8 +123,10 @@ class EpisodeContext:
     """The agent's only handle on the episode. Every method is one step."""
 
     def __init__(self, bundle: Bundle, sandbox: Sandbox, events: EventLog, seed: int,
-                 budget: "Budget | None" = None, public_dir: Path | None = None):
+                 budget: "Budget | None" = None, public_dir: Path | None = None,
+                 tracing: Tracing | None = None):
         self.bundle = bundle
+        self.trace = (tracing or NO_TRACING).with_attributes()  # its own copy: it tracks the open step
         self.sandbox = sandbox
         self.events = events
         self.seed = seed
@@ -163,6 +166,8 @@ class EpisodeContext:
     def count_step(self, action: str, **detail: Any) -> int:
         """A step that touches no sandbox (a clarification, a rejected tool call)."""
         step = self._begin_step(action)
+        with self.trace.tool(action, detail, step) as span:
+            span.finish(ok=action != "rejected_tool_call", **{k: v for k, v in detail.items() if k == "error"})
         self.events.emit("step", step=step, action=action, **detail)
         return step
 
@@ -181,6 +186,11 @@ class EpisodeContext:
         if result.outcome in (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME):
             raise BudgetExceeded(STOP_SANDBOX_DIED if result.outcome == OUTCOME_SANDBOX_DIED else STOP_WALL_TIME)
 
+    @staticmethod
+    def _finish_span(span: ToolCall, result: ExecResult) -> None:
+        span.finish(result.stdout[-4000:] if result.ok else (result.stderr or result.stdout)[-4000:], ok=result.ok,
+                    outcome=result.outcome, exit_code=result.exit_code, seconds=round(result.duration_s, 4))
+
     def remaining_wall(self) -> float:
         return max(1.0, self.wall_seconds - self.elapsed())
 
@@ -188,21 +198,28 @@ class EpisodeContext:
     def exec(self, command: str, timeout: float | None = None) -> ExecResult:
         step = self._begin_step("exec")
         limit = min(timeout or self.bundle.limits.exec_timeout_seconds, self.remaining_wall())
-        result = self.sandbox.exec(command, timeout=limit)
-        self._record_exec(step, "exec", {"command": command}, result)
+        with self.trace.tool("exec", {"command": command, "timeout": timeout}, step) as span:
+            result = self.sandbox.exec(command, timeout=limit)
+            self._finish_span(span, result)
+            self._record_exec(step, "exec", {"command": command}, result)
         return result
 
     def write_file(self, path: str, content: str | bytes) -> ExecResult:
         step = self._begin_step("write_file")
         data = content.encode() if isinstance(content, str) else content
-        result = self.sandbox.write_file(path, data)
-        self._record_exec(step, "write_file", {"path": path, "bytes": len(data)}, result)
+        with self.trace.tool("write_file", {"path": path, "bytes": len(data)}, step) as span:
+            result = self.sandbox.write_file(path, data)
+            self._finish_span(span, result)
+            self._record_exec(step, "write_file", {"path": path, "bytes": len(data)}, result)
         return result
 
     def read_file(self, path: str, max_bytes: int = 256 * 1024) -> str | None:
         step = self._begin_step("read_file")
         started = time.monotonic()
-        data = self.sandbox.read_file(path, max_bytes=max_bytes)
+        with self.trace.tool("read_file", {"path": path}, step) as span:
+            data = self.sandbox.read_file(path, max_bytes=max_bytes)
+            span.finish(None if data is None else data[:4000].decode("utf-8", "replace"), ok=data is not None,
+                        bytes=len(data or b""))
         self.metrics.sandbox_seconds += time.monotonic() - started
         self.events.emit("step", step=step, action="read_file", path=path,
                          found=data is not None, bytes=len(data or b""))
@@ -220,14 +237,18 @@ class EpisodeContext:
         return self._run_tool(step, spec, arguments)
 
     def _tool_error(self, step: int, name: str, arguments: Any, error: str) -> ToolResult:
+        with self.trace.tool(name, arguments, step) as span:
+            span.finish(ok=False, error=error)
         self.outcomes["tool_rejected"] += 1
         self.events.emit("step", step=step, action="tool", tool=name, arguments=arguments, error=error)
         return ToolResult(False, None, error, None)
 
     def _run_tool(self, step: int, spec: ToolSpec, arguments: dict[str, Any]) -> ToolResult:
         timeout = min(spec.timeout_seconds, self.remaining_wall())
-        result = self.sandbox.exec(spec.command, stdin=json.dumps(arguments).encode(), timeout=timeout)
-        self._record_exec(step, "tool", {"tool": spec.name, "arguments": arguments}, result)
+        with self.trace.tool(spec.name, arguments, step) as span:
+            result = self.sandbox.exec(spec.command, stdin=json.dumps(arguments).encode(), timeout=timeout)
+            self._finish_span(span, result)
+            self._record_exec(step, "tool", {"tool": spec.name, "arguments": arguments}, result)
         if result.exit_code != 0:
             reason = result.stderr.strip() or result.stdout.strip() or result.outcome
             return ToolResult(False, None, f"{spec.name} failed ({result.outcome}): {reason[-2000:]}", result)
@@ -238,6 +259,8 @@ class EpisodeContext:
 
     def submit(self, payload: dict[str, Any] | None = None) -> None:
         step = self._begin_step("submit")
+        with self.trace.tool("submit", payload or {}, step) as span:
+            span.finish("submitted")
         self.submitted = payload or {}
         self.stop_reason = STOP_SUBMITTED
         self.events.emit("step", step=step, action="submit", payload=self.submitted)
@@ -252,6 +275,26 @@ class EpisodeContext:
                                         "arguments": arguments, "score": score, "ok": ok})
 
     # -- model accounting ----------------------------------------------------------
+    def call_model(self, model: Any, messages: list[Any], *, context_tokens: int, full_tokens: int | None = None,
+                   tools: list[Any] | None = None, response_schema: dict[str, Any] | None = None,
+                   summarizer: bool = False) -> Any:
+        """One model call: traced as an `llm` span, timed, and counted against the budget."""
+        options: dict[str, Any] = {}
+        if tools is not None:
+            options["tools"] = tools
+        if response_schema is not None:
+            options["response_schema"] = response_schema
+        with self.trace.llm(model.name, messages, tools,
+                            invocation={"response_schema": response_schema is not None,
+                                        "tools": [t.name for t in tools or []]},
+                            summarizer=summarizer) as span:
+            started = time.monotonic()
+            response = model.complete(messages, **options)
+            seconds = time.monotonic() - started
+            span.finish(response, context_tokens, full_tokens)
+        self.record_llm_call(response.usage, seconds, context_tokens, summarizer=summarizer, full_tokens=full_tokens)
+        return response
+
     def record_llm_call(self, usage: Usage, seconds: float, context_tokens: int, summarizer: bool = False,
                         full_tokens: int | None = None) -> None:
         if summarizer:

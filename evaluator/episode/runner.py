@@ -1,6 +1,7 @@
 """Run one episode end to end and write its schema-valid result atomically."""
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from ..jsonschemas import validate
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.docker import LABEL_EPISODE, LABEL_RUN
 from ..models.base import ModelError
+from ..tracing.spans import NO_TRACING, Tracing
 from .context import STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, Budget, EpisodeContext
 from .events import EventLog
 from .grading import GradeOutcome, grade_workspace
@@ -38,6 +40,8 @@ class EpisodeOptions:
     image_hash: str | None = None
     runtime: str | None = None
     budget: Budget | None = None
+    tracing: Tracing | None = None  # the run's tracing (None: no spans)
+    trace_parent: Any = None  # the OpenTelemetry context of the run span (episodes run in worker threads)
 
 
 def _now() -> str:
@@ -69,8 +73,36 @@ def judge(bundle: Bundle, grade: GradeOutcome, output_valid: bool) -> tuple[bool
     raise CtxevalError(f"unknown success rule {rule!r}")
 
 
+def episode_attributes(bundle: Bundle, agent: Agent, seed: int) -> dict[str, Any]:
+    """ctxeval's own attributes, set on every span of the episode."""
+    described = agent.describe()
+    return {"ctxeval.bundle": bundle.id, "ctxeval.bundle_version": bundle.version,
+            "ctxeval.agent": described.get("kind"), "ctxeval.mode": described.get("mode"),
+            "ctxeval.model": described.get("model"),
+            "ctxeval.policy": (described.get("policy") or {}).get("name"), "ctxeval.seed": seed}
+
+
 def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared: PreparedData,
                 sandbox_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run one episode inside its `episode` span; the span carries the outcome."""
+    tracing = (options.tracing or NO_TRACING).with_attributes(**episode_attributes(bundle, agent, options.seed))
+    with tracing.episode(options.episode_id, context=options.trace_parent) as span:
+        result = _run_episode(bundle, agent, options, prepared, sandbox_options, tracing)
+        metrics = result["metrics"]
+        span.set_attributes({k: v for k, v in {
+            "ctxeval.status": result["status"], "ctxeval.stop_reason": result["stop_reason"],
+            "ctxeval.success": result["success"], "ctxeval.score": result["score"],
+            "ctxeval.steps": metrics["steps"], "ctxeval.llm_calls": metrics["llm_calls"],
+            "llm.token_count.prompt": metrics["prompt_tokens"],
+            "llm.token_count.completion": metrics["completion_tokens"],
+            "ctxeval.cost_usd": metrics["cost_usd"], "output.value": f"score={result['score']} "
+                                                                     f"success={result['success']}"}.items()
+            if v is not None})
+    return result
+
+
+def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared: PreparedData,
+                 sandbox_options: dict[str, Any] | None, tracing: Tracing) -> dict[str, Any]:
     sandbox_options = dict(sandbox_options or {})
     if options.runtime:
         sandbox_options["runtime"] = options.runtime
@@ -92,7 +124,7 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
                     agent=agent.describe(), sandbox=sandbox.describe())
         sandbox.reset(bundle.starter_dir)
         ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
-                             public_dir=prepared.public)
+                             public_dir=prepared.public, tracing=tracing)
         try:
             agent.run(ctx)
             stop_reason = ctx.stop_reason or STOP_ACTIONS_DONE
@@ -105,8 +137,11 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
         events.emit("agent_end", stop_reason=stop_reason)
         output = ctx.check_output()
         artefacts = sandbox.copy_out(options.episode_dir / ARTEFACTS_DIR)
-        grade = grade_workspace(bundle, options.backend, options.image, sandbox.workspace_handle(), prepared,
-                                labels, **sandbox_options)
+        with tracing.grade() as grade_span:
+            grade = grade_workspace(bundle, options.backend, options.image, sandbox.workspace_handle(), prepared,
+                                    labels, **sandbox_options)
+            grade_span.set_attributes({"ctxeval.grade_valid": grade.valid, "output.value": json.dumps(grade.grade)[:4000],
+                                       **({"ctxeval.score": grade.score} if grade.score is not None else {})})
         events.emit("graded", grade=grade.grade, errors=grade.errors)
     except Exception as exc:  # the sandbox or evaluator failed: record it, lose nothing
         status, error = "error", f"{type(exc).__name__}: {exc}"
@@ -125,7 +160,8 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
         best = grade.score
     result = {
         "schema_version": 1, "episode_id": options.episode_id, "run_id": options.run_id,
-        "bundle": {"id": bundle.id, "version": bundle.version, "bundle_hash": hash_tree(bundle.root),
+        "bundle": {"id": bundle.id, "version": bundle.version, "metric": bundle.target.metric,
+                   "direction": bundle.target.direction, "bundle_hash": hash_tree(bundle.root),
                    "grader_hash": hash_tree(bundle.grader_dir), "image": options.image,
                    "image_hash": options.image_hash},
         "agent": agent.describe(), "seed": options.seed,

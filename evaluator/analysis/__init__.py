@@ -1,0 +1,1 @@
+"""Reading finished runs: statistics, comparisons, reports and the leaderboard."""
