@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ class BundleTarget:
         return None if self.direction is None else self.direction == "maximize"
 
 
+@lru_cache(maxsize=None)
 def _target_from_bundle(bundle_id: str) -> BundleTarget:
     """Older results lack bundle.direction: read it from the bundle under bundles/, if still there."""
     from ..bundles import load_bundle

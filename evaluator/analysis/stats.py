@@ -72,7 +72,7 @@ def sign_flip_p_value(a: Sequence[float], b: Sequence[float], seed: int = BOOTST
     diffs = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
     if diffs.size == 0:
         return None
-    if np.all(diffs == 0):
+    if np.all(diffs == 0) or diffs.size == 1:  # one pair: its two sign flips give p = 1 exactly
         return 1.0
     from scipy.stats import permutation_test
     resamples = 2 ** diffs.size if diffs.size <= EXACT_PERMUTATION_MAX_PAIRS else BOOTSTRAP_RESAMPLES

@@ -1,0 +1,128 @@
+"""`ctxeval compare` and `ctxeval report`. Heavy imports stay inside the command bodies."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+RUNS_HELP = "run folders or run ids under the runs folder ($CTXEVAL_RUNS_DIR or runs/); results are pooled"
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}g}"
+
+
+def _interval(record: dict[str, Any], digits: int = 4) -> str:
+    text = _fmt(record["estimate"], digits)
+    return text if record["low"] is None else f"{text} [{_fmt(record['low'], digits)}, {_fmt(record['high'], digits)}]"
+
+
+KEY_FIELDS = ("bundle", "mode", "model")
+
+
+def _constant_fields(document: dict[str, Any]) -> dict[str, str]:
+    """Arm-key fields shared by every arm: said once in the title instead of in every row."""
+    keys = [a["arm"] for a in document["arms"]]
+    return {f: keys[0][f] for f in KEY_FIELDS if len({k[f] for k in keys}) == 1}
+
+
+def print_tables(document: dict[str, Any]) -> None:
+    """The arms and the paired comparisons as rich tables on stdout."""
+    import sys
+    from rich.console import Console
+    from rich.table import Table
+
+    from .compare import verdict
+
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    shared = _constant_fields(document)
+    varying = [f for f in KEY_FIELDS if f not in shared]
+    where = " · ".join(shared.values())
+    arms = Table(title=f"arms{' of ' + where if where else ''} (95 % intervals: Wilson for success rates, "
+                       f"bootstrap for means)", title_justify="left")
+    for header in (*varying, "policy", "n", "success", "score", "tokens", "cost USD", "calls", "errors"):
+        arms.add_column(header, justify="right" if header in ("n", "calls", "errors") else "left")
+    for a in document["arms"]:
+        k = a["arm"]
+        arms.add_row(*(k[f] for f in varying), k["policy"], str(a["n"]),
+                     f"{a['successes']}/{a['n']} {_interval(a['success_rate'], 3)}", _interval(a["score"]),
+                     _interval(a["total_tokens"], 5), _interval(a["cost_usd"], 3), _fmt(a["llm_calls"], 3),
+                     str(a["errors"]))
+    console.print(arms, markup=False)
+    if not document["comparisons"]:
+        console.print("no paired comparisons: no two policies share a bundle, mode and model", markup=False)
+        return
+    pairs = Table(title=f"paired by seed, a − b; p-values adjusted with {document['correction']}",
+                  title_justify="left")
+    for header in (*varying, "a", "b", "pairs", "score a − b", "p score (adj)", "success a/b",
+                   "p success (adj)", "better"):
+        pairs.add_column(header)
+    for c in document["comparisons"]:
+        pairs.add_row(*(c[f] for f in varying), c["policy_a"], c["policy_b"], str(c["pairs"]),
+                      _interval(c["score_difference"]),
+                      f"{_fmt(c['score_p'], 3)} ({_fmt(c['score_p_adjusted'], 3)})",
+                      f"{c['successes_a']}/{c['successes_b']}",
+                      f"{_fmt(c['success_p'], 3)} ({_fmt(c['success_p_adjusted'], 3)})", verdict(c))
+    console.print(pairs, markup=False)
+    console.print(f"significant: adjusted score p < {document['alpha']}", markup=False)
+
+
+def _load_all(runs: list[str]):
+    from .loading import load_run
+    return [load_run(run) for run in runs]
+
+
+def _warn(warnings: list[str]) -> None:
+    from rich.markup import escape
+
+    from ..cli import _console
+    for warning in warnings:
+        _console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def compare(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
+                out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here (default: "
+                                                                      "<run_dir>/compare.json for a single run)"),
+                as_json: bool = typer.Option(False, "--json", help="print the JSON document instead of tables"),
+                ) -> None:
+        """Per-arm statistics and paired policy comparisons (by seed, Holm-corrected) of one or more runs."""
+        from ..cli import _console, _guard
+
+        def body():
+            import json
+            import sys
+            from .compare import compare_runs, write_compare
+            loaded = _load_all(runs)
+            document = compare_runs(loaded)
+            target = out or (loaded[0].run_dir / "compare.json" if len(loaded) == 1 else None)
+            if target is not None:
+                write_compare(document, target)
+            _warn(document["warnings"])
+            if as_json:
+                typer.echo(json.dumps(document, indent=2, sort_keys=True))
+            else:
+                print_tables(document)
+            sys.stdout.flush()  # the closing note goes to stderr: keep it after the tables
+            _console().print(f"wrote {target}" if target else "not written: several runs, name a file with --out",
+                             highlight=False, markup=False)
+        _guard(body)
+
+    @app.command()
+    def report(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
+               out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <first run>/report/)"),
+               ) -> None:
+        """A self-contained HTML report (tables, run metadata, plots) and the plots as PNGs."""
+        from ..cli import _console, _guard
+
+        def body():
+            from .plots import PLOTS
+            from .report import write_report
+            loaded = _load_all(runs)
+            _warn([f"{run.run_id}: invalid result {reason}" for run in loaded for reason in run.invalid])
+            path = write_report(loaded, out or loaded[0].run_dir / "report")
+            _console().print(f"wrote {path} (plots: {', '.join(f'{name}.png' for name in PLOTS)})",
+                             highlight=False, markup=False)
+        _guard(body)

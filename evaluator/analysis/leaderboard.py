@@ -1,0 +1,424 @@
+"""The leaderboard: verify a submission, store it when accepted, rank what is stored.
+
+Verification trusts nothing a submission claims that can be recomputed: the bundles' and
+graders' hashes against the bundles here, every artefact folder against its digest, the totals
+against the episodes, and every episode's score, success and medal against a fresh grade of its
+artefacts in a new grading sandbox. Tokens and cost cannot be recomputed (the agent is not run
+again); they are only checked for consistency.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..bundles.manifest import Bundle
+from ..errors import CtxevalError, ValidationFailed
+from ..hashing import hash_tree, iter_files
+from ..jsonschemas import project_schema, violations
+from ..paths import BUNDLES_DIR, PROJECT_ROOT
+from .stats import Interval, bootstrap_mean, wilson_interval
+from .submission import ARTEFACTS_DIR, SKIPPED, SUBMISSION_FILE, artefact_digest, compute_totals, medal_of
+
+LEADERBOARD_ENV = "CTXEVAL_LEADERBOARD_DIR"
+SCORE_TOLERANCE = 1e-9
+MEDALS = ("gold", "silver", "bronze", "above_median")
+LABEL_PREFIX = "leaderboard-"
+
+Log = Callable[[str], None]
+ImageFor = Callable[[Bundle], "str | None"]
+
+
+def leaderboard_dir() -> Path:
+    """Where accepted submissions are stored: $CTXEVAL_LEADERBOARD_DIR, else <project>/leaderboard/."""
+    return Path(os.environ.get(LEADERBOARD_ENV) or PROJECT_ROOT / "leaderboard")
+
+
+def read_submission(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The submission document and its schema violations (file + JSON path), or why it is unreadable."""
+    path = Path(folder) / SUBMISSION_FILE
+    if not path.is_file():
+        return None, [f"{SUBMISSION_FILE}: not found in {folder}"]
+    try:
+        document = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, [f"{SUBMISSION_FILE}: $: not JSON: {exc}"]
+    return document, [str(v) for v in violations(document, project_schema("submission"), SUBMISSION_FILE)]
+
+
+def _close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
+
+
+# -- consistency of the document itself --------------------------------------------------------
+def _consistency(document: dict[str, Any]) -> list[str]:
+    reasons: list[str] = []
+    where = SUBMISSION_FILE
+    bundle_ids = [b["id"] for b in document["bundles"]]
+    for j, bundle_id in enumerate(bundle_ids):
+        if bundle_ids.index(bundle_id) != j:
+            reasons.append(f"{where}: $.bundles[{j}].id: bundle {bundle_id!r} is listed twice")
+    seen_ids: set[str] = set()
+    seen_seeds: set[tuple[str, int]] = set()
+    for i, episode in enumerate(document["episodes"]):
+        if episode["episode_id"] in seen_ids:
+            reasons.append(f"{where}: $.episodes[{i}].episode_id: {episode['episode_id']!r} appears twice")
+        seen_ids.add(episode["episode_id"])
+        key = (episode["bundle"], episode["seed"])
+        if key in seen_seeds:
+            reasons.append(f"{where}: $.episodes[{i}]: a second episode of bundle {key[0]} with seed {key[1]}")
+        seen_seeds.add(key)
+        if episode["bundle"] not in bundle_ids:
+            reasons.append(f"{where}: $.episodes[{i}].bundle: {episode['bundle']!r} is not in $.bundles")
+        tokens = episode["tokens"]
+        if tokens["total"] != tokens["prompt"] + tokens["completion"] + tokens["summarizer"]:
+            reasons.append(f"{where}: $.episodes[{i}].tokens.total: {tokens['total']} is not "
+                           "prompt + completion + summarizer")
+        if episode["status"] != "completed" and episode["success"]:
+            reasons.append(f"{where}: $.episodes[{i}].success: an episode with status error cannot succeed")
+    if sorted(document["seeds"]) != sorted({e["seed"] for e in document["episodes"]}):
+        reasons.append(f"{where}: $.seeds: {document['seeds']} are not the episodes' seeds")
+    reasons += _totals_mismatches(document)
+    return reasons
+
+
+def _totals_mismatches(document: dict[str, Any]) -> list[str]:
+    claimed, actual = document["totals"], compute_totals(document["episodes"])
+    reasons = []
+    for name in ("episodes", "successes", "tokens"):
+        if claimed[name] != actual[name]:
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.{name}: {claimed[name]} claimed, the episodes give "
+                           f"{actual[name]}")
+    if not _close(claimed["cost_usd"], actual["cost_usd"]):
+        reasons.append(f"{SUBMISSION_FILE}: $.totals.cost_usd: {claimed['cost_usd']} claimed, the episodes give "
+                       f"{actual['cost_usd']}")
+    for bundle_id in sorted(set(claimed["mean_score"]) | set(actual["mean_score"])):
+        if bundle_id not in claimed["mean_score"] or bundle_id not in actual["mean_score"]:
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score: bundle {bundle_id!r} "
+                           f"{'missing' if bundle_id not in claimed['mean_score'] else 'has no episodes'}")
+        elif not _close(claimed["mean_score"][bundle_id], actual["mean_score"][bundle_id]):
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score.{bundle_id}: "
+                           f"{claimed['mean_score'][bundle_id]} claimed, the episodes give "
+                           f"{actual['mean_score'][bundle_id]}")
+    return reasons
+
+
+# -- the bundles here ----------------------------------------------------------------------------
+def _current_bundles(document: dict[str, Any], root: Path) -> tuple[dict[str, Bundle], list[str]]:
+    """The bundles whose identity matches the submission's claims, and the reasons for the others."""
+    from ..bundles import load_bundle
+    matching, reasons = {}, []
+    for j, claim in enumerate(document["bundles"]):
+        where = f"{SUBMISSION_FILE}: $.bundles[{j}]"
+        manifest = root / claim["id"] / "bundle.yaml"
+        if not manifest.is_file():
+            reasons.append(f"{where}.id: unknown bundle {claim['id']!r} (no {manifest})")
+            continue
+        try:
+            bundle = load_bundle(manifest)
+        except ValidationFailed as exc:
+            reasons.append(f"{where}.id: bundle {claim['id']!r} here is invalid: {exc.violations[0]}")
+            continue
+        before = len(reasons)
+        current = {"version": bundle.version, "bundle_hash": hash_tree(bundle.root),
+                   "grader_hash": hash_tree(bundle.grader_dir), "metric": bundle.target.metric,
+                   "direction": bundle.target.direction}
+        for name, value in current.items():
+            if claim[name] != value:
+                reasons.append(f"{where}.{name}: {claim[name]!r} does not match bundle {bundle.id!r} here "
+                               f"({value!r})")
+        if len(reasons) == before:
+            matching[bundle.id] = bundle
+    return matching, reasons
+
+
+# -- the artefacts ---------------------------------------------------------------------------------
+def _escaping_links(folder: Path) -> list[str]:
+    """Symlinks pointing outside their episode's folder (a grader could follow them to answers)."""
+    base = folder.resolve()
+    bad = []
+    for file in iter_files(folder):
+        if file.is_symlink():
+            target = os.readlink(file)
+            resolved = (file.parent / target).resolve()
+            if os.path.isabs(target) or not resolved.is_relative_to(base):
+                bad.append(file.relative_to(folder).as_posix())
+    return bad
+
+
+def _artefact_problems(document: dict[str, Any], folder: Path) -> tuple[set[int], list[str]]:
+    """Indices of episodes whose artefacts can be re-graded, and the reasons for the others."""
+    root = folder / ARTEFACTS_DIR
+    ok, reasons = set(), []
+    expected = {e["episode_id"] for e in document["episodes"]}
+    if root.is_dir():
+        extra = sorted(p.name for p in root.iterdir() if p.name not in expected)
+        if extra:
+            reasons.append(f"{ARTEFACTS_DIR}/: entries no episode claims: {', '.join(extra)}")
+    for i, episode in enumerate(document["episodes"]):
+        where = f"{ARTEFACTS_DIR}/{episode['episode_id']}"
+        path = root / episode["episode_id"]
+        if path.is_symlink() or not path.is_dir():
+            reasons.append(f"{where}: missing (episodes[{i}])")
+            continue
+        links = _escaping_links(path)
+        if links:
+            reasons.append(f"{where}: symlinks leave the folder: {', '.join(links)}")
+            continue
+        digest = artefact_digest(path)
+        if digest != episode["artefact_digest"]:
+            reasons.append(f"{where}: digest {digest} does not match $.episodes[{i}].artefact_digest "
+                           f"{episode['artefact_digest']}")
+            continue
+        ok.add(i)
+    return ok, reasons
+
+
+# -- re-grading ------------------------------------------------------------------------------------
+def regrade_folder(bundle: Bundle, backend: str, image: str | None, prepared: Any, folder: Path,
+                   labels: dict[str, str]):
+    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox.
+
+    Under docker the grader mounts a volume, so the folder is first unpacked into a new agent
+    sandbox's workspace (Sandbox.reset); the local grader gets its own copy of the folder."""
+    from ..episode.grading import grade_workspace
+    from ..sandbox import SandboxSpec, create_sandbox
+    if backend == "local":
+        return grade_workspace(bundle, "local", None, str(folder), prepared, labels)
+    from ..episode.runner import agent_limits
+    spec = SandboxSpec(image=image, limits=agent_limits(bundle), labels=labels, tools_dir=bundle.tools_dir,
+                       data_dir=prepared.public)
+    sandbox = create_sandbox(backend, spec)
+    try:
+        sandbox.start()
+        sandbox.reset(folder)
+        return grade_workspace(bundle, backend, image, sandbox.workspace_handle(), prepared, labels)
+    finally:
+        sandbox.stop()
+
+
+def _output_record(bundle: Bundle, folder: Path) -> dict[str, Any]:
+    from ..episode.context import check_output
+    path = folder / bundle.output_path
+    inside = path.resolve().is_relative_to(folder.resolve())
+    text = path.read_text(errors="replace") if inside and path.is_file() else None
+    return check_output(bundle, text)
+
+
+def _default_image(bundle: Bundle) -> str | None:
+    from ..images import ImageBuilder
+    return ImageBuilder().bundle_image(bundle).tag
+
+
+def _regrade(document: dict[str, Any], folder: Path, bundles: dict[str, Bundle], indices: set[int],
+             backend: str, image_for: ImageFor, log: Log) -> list[str]:
+    from ..bundles.data import prepare_data
+    from ..episode.runner import judge
+    from ..sandbox.docker import LABEL_RUN
+    reasons: list[str] = []
+    labels = {LABEL_RUN: f"{LABEL_PREFIX}{secrets.token_hex(4)}"}
+    prepared: dict[str, Any] = {}
+    images: dict[str, str | None] = {}
+    for i, episode in enumerate(document["episodes"]):
+        bundle = bundles.get(episode["bundle"])
+        if bundle is None or i not in indices:
+            continue
+        if bundle.id not in prepared:
+            prepared[bundle.id] = prepare_data(bundle)
+            images[bundle.id] = image_for(bundle) if backend == "docker" else None
+        path = folder / ARTEFACTS_DIR / episode["episode_id"]
+        log(f"re-grading {episode['episode_id']} ({backend})")
+        try:
+            outcome = regrade_folder(bundle, backend, images[bundle.id], prepared[bundle.id], path, labels)
+        except CtxevalError:
+            raise
+        except Exception as exc:  # the engine or a sandbox failed: this machine's problem, not a verdict
+            raise CtxevalError(f"re-grading {episode['episode_id']} failed on this machine: "
+                               f"{type(exc).__name__}: {exc}") from None
+        where = f"{SUBMISSION_FILE}: $.episodes[{i}]"
+        if not _close(episode["score"], outcome.score):
+            why = f" ({'; '.join(outcome.errors)[:300]})" if outcome.errors else ""
+            reasons.append(f"{where}.score: {episode['score']} claimed, the re-grade gives {outcome.score}{why}")
+        success = judge(bundle, outcome, _output_record(bundle, path)["valid"])[0] \
+            if episode["status"] == "completed" else False
+        if episode["success"] != success:
+            reasons.append(f"{where}.success: {episode['success']} claimed, the re-grade gives {success} "
+                           f"under the bundle's rule {bundle.target.success.rule}")
+        medal = medal_of(outcome.grade if outcome.valid else None)
+        if episode["medal"] != medal:
+            reasons.append(f"{where}.medal: {episode['medal']!r} claimed, the re-grade gives {medal!r}")
+    return reasons
+
+
+def verify_submission(folder: str | Path, backend: str = "docker", *, bundles_root: Path | None = None,
+                      image_for: ImageFor | None = None, regrade: bool = True,
+                      log: Log | None = None) -> list[str]:
+    """Every reason to reject the submission in `folder`; empty means accepted.
+
+    A submission that is unreadable or breaks its schema stops here (nothing else can be trusted).
+    Otherwise every check runs, and every episode whose bundle matches and whose artefacts match
+    their digest is re-graded. Failures of this machine (no engine, no data) raise CtxevalError."""
+    folder = Path(folder)
+    document, reasons = read_submission(folder)
+    if document is None or reasons:
+        return reasons
+    reasons = _consistency(document)
+    bundles, bundle_reasons = _current_bundles(document, bundles_root or BUNDLES_DIR)
+    indices, artefact_reasons = _artefact_problems(document, folder)
+    reasons += bundle_reasons + artefact_reasons
+    if regrade:
+        reasons += _regrade(document, folder, bundles, indices, backend, image_for or _default_image,
+                            log or (lambda message: None))
+    return reasons
+
+
+# -- storing ---------------------------------------------------------------------------------------
+def entry_name(document: dict[str, Any]) -> str:
+    """A stored submission's folder name: its source run and a digest of its claims (not of when
+    it was built), so submitting the same arm of the same run again is a no-op."""
+    claims = {k: v for k, v in document.items() if k != "created_at"}
+    digest = hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
+    return f"{document['source_run_id']}-{digest[:12]}"
+
+
+def accept_submission(folder: str | Path, leaderboard: Path | None = None) -> tuple[Path, bool]:
+    """Copy a verified submission into the leaderboard folder, whole or not at all.
+
+    Returns its stored folder and whether it was new. Call verify_submission first."""
+    folder = Path(folder)
+    document, problems = read_submission(folder)
+    if document is None or problems:
+        raise CtxevalError(f"not a valid submission: {(problems or ['?'])[0]}")
+    root = Path(leaderboard or leaderboard_dir())
+    target = root / entry_name(document)
+    if (target / SUBMISSION_FILE).is_file():
+        return target, False
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        entry = staging / target.name
+        entry.mkdir()
+        shutil.copy2(folder / SUBMISSION_FILE, entry / SUBMISSION_FILE)
+        for episode in document["episodes"]:
+            shutil.copytree(folder / ARTEFACTS_DIR / episode["episode_id"],
+                            entry / ARTEFACTS_DIR / episode["episode_id"], symlinks=True,
+                            ignore=shutil.ignore_patterns(*SKIPPED))
+        entry.chmod(0o755)
+        try:
+            os.replace(entry, target)
+        except OSError:  # stored meanwhile by a concurrent accept of the same submission
+            if not (target / SUBMISSION_FILE).is_file():
+                raise CtxevalError(f"cannot store the submission at {target}: the folder exists") from None
+            return target, False
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, True
+
+
+# -- ranking ---------------------------------------------------------------------------------------
+@dataclass
+class LeaderboardRow:
+    bundle: str
+    bundle_version: str
+    bundle_hash: str
+    metric: str
+    direction: str
+    rank: int
+    entry: str
+    model: str
+    policy: str
+    mode: str
+    n: int
+    successes: int
+    success_rate: Interval  # Wilson 95 %
+    scored: int  # episodes with a valid score (the mean is over these)
+    mean_score: Interval  # percentile bootstrap 95 %
+    medals: dict[str, int] = field(default_factory=dict)
+    mean_tokens: float = 0.0
+    mean_cost_usd: float = 0.0
+    source_run_id: str = ""
+    created_at: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        record = dict(vars(self))
+        record["success_rate"] = self.success_rate.as_record()
+        record["mean_score"] = self.mean_score.as_record()
+        return record
+
+
+def load_entries(leaderboard: Path | None = None) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """The stored submissions (name, document) and the stored folders that no longer validate."""
+    root = Path(leaderboard or leaderboard_dir())
+    entries, problems = [], []
+    if not root.is_dir():
+        return entries, problems
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        document, found = read_submission(path)
+        if document is None or found:
+            problems.append(f"{path.name}: {(found or ['unreadable'])[0]}")
+        else:
+            entries.append((path.name, document))
+    return entries, problems
+
+
+def _rows_of(name: str, document: dict[str, Any]) -> list[LeaderboardRow]:
+    rows = []
+    for claim in document["bundles"]:
+        episodes = [e for e in document["episodes"] if e["bundle"] == claim["id"]]
+        if not episodes:
+            continue
+        n = len(episodes)
+        successes = sum(1 for e in episodes if e["success"])
+        scores = [e["score"] for e in episodes if e["score"] is not None]
+        medals = {m: sum(1 for e in episodes if e["medal"] == m) for m in MEDALS}
+        has_medals = any(e["medal"] is not None for e in episodes)
+        rows.append(LeaderboardRow(
+            bundle=claim["id"], bundle_version=claim["version"], bundle_hash=claim["bundle_hash"],
+            metric=claim["metric"], direction=claim["direction"], rank=0, entry=name,
+            model=document["model"], policy=document["policy"], mode=document["mode"], n=n,
+            successes=successes, success_rate=wilson_interval(successes, n), scored=len(scores),
+            mean_score=bootstrap_mean(scores), medals=medals if has_medals else {},
+            mean_tokens=sum(e["tokens"]["total"] for e in episodes) / n,
+            mean_cost_usd=math.fsum(e["cost_usd"] for e in episodes) / n,
+            source_run_id=document["source_run_id"], created_at=document["created_at"]))
+    return rows
+
+
+def _rank(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
+    """Best mean score first in the bundle's direction (unscored last); equal means share a rank."""
+    def key(row: LeaderboardRow) -> tuple:
+        mean = row.mean_score.estimate
+        signed = None if mean is None else (-mean if row.direction == "maximize" else mean)
+        return (signed is None, signed if signed is not None else 0.0, -row.success_rate.estimate, row.entry)
+    ordered = sorted(rows, key=key)
+    for position, row in enumerate(ordered, start=1):
+        previous = ordered[position - 2] if position > 1 else None
+        same = previous is not None and previous.mean_score.estimate == row.mean_score.estimate
+        row.rank = previous.rank if same else position
+    return ordered
+
+
+def leaderboard_table(leaderboard: Path | None = None, bundle: str | None = None) -> list[LeaderboardRow]:
+    """Rows (one per stored submission and bundle), ranked within each bundle version.
+
+    Submissions on different contents of a bundle (another bundle_hash) are ranked apart:
+    their scores are not comparable."""
+    entries, _ = load_entries(leaderboard)
+    groups: dict[tuple[str, str], list[LeaderboardRow]] = {}
+    for name, document in entries:
+        for row in _rows_of(name, document):
+            if bundle is None or row.bundle == bundle:
+                groups.setdefault((row.bundle, row.bundle_hash), []).append(row)
+    ranked: list[LeaderboardRow] = []
+    for _, rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1][0].bundle_version, kv[0][1])):
+        ranked += _rank(rows)
+    return ranked
