@@ -13,6 +13,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# Arize Phoenix (the trace viewer the tests export to) in its own venv: it pins clashing dependencies.
+.venv/bin/python scripts/phoenix_server.py install
 
 # Headless Chromium renders the HTML report in the tests (Debian's chromium package).
 if ! command -v chromium >/dev/null 2>&1; then

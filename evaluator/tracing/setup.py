@@ -76,7 +76,8 @@ def start_run_tracing(run_dir: Path, phoenix: PhoenixSettings | None = None,
     project = phoenix.project_name if phoenix else SERVICE_NAME
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME,
                                                         "service.version": __version__,
-                                                        PROJECT_NAME: project}))
+                                                        PROJECT_NAME: project}),
+                              shutdown_on_exit=False)  # no exit handler that could wait on a dead collector
     jsonl_path = run_dir / TRACES_FILE
     provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(jsonl_path)))
     if phoenix is not None:
