@@ -2,7 +2,9 @@
 
 Episodes run concurrently up to `max_parallel`. A finished episode is one whose result.json
 exists (written atomically, last); anything else found on resume is an interrupted attempt, moved
-aside under aborted/ and run again, so every episode ends up present exactly once.
+aside under aborted/ and run again, so every episode ends up present exactly once. An episode
+that ended in status "error" (the evaluator, the sandbox or the model API failed) is run again
+on resume too, its failed attempt kept under aborted/.
 """
 from __future__ import annotations
 
@@ -194,10 +196,13 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
         tracing = start_run_tracing(run_dir, settings.phoenix, warn=warn)
         try:
             results = _execute(settings, jobs, hooks, tracing)
+            write_json_atomic(run_dir / SUMMARY_FILE, summarize(results))
+        except OSError as exc:  # e.g. the disk under runs/ is full: stop cleanly, resumable
+            raise CtxevalError(f"cannot write under {run_dir} ({exc.strerror or exc}); finished episodes are kept: "
+                               f"free space, then `ctxeval run --resume {settings.run_id}`") from exc
         finally:
             if not tracing.shutdown() and warn:
                 warn("; ".join(tracing.warnings))
-        write_json_atomic(run_dir / SUMMARY_FILE, summarize(results))
     return results
 
 
@@ -209,6 +214,8 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks,
     for job in jobs:
         episode_dir = run_dir / EPISODES_DIR / job.episode_id
         result = finished_result(episode_dir)
+        if result is not None and result.get("status") == "error":
+            result = None  # the evaluator, sandbox or API failed last time: try again (the old try is kept)
         if result is not None:
             done[job.episode_id] = result
             if hooks.on_episode:

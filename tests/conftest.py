@@ -15,7 +15,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 SMALL_LIMITS = SandboxLimits(cpus=1.0, memory_mb=256, pids=64, tmpfs_mb=32, exec_timeout_seconds=20,
-                             output_bytes=16 * 1024, wall_seconds=300)
+                             output_bytes=16 * 1024, wall_seconds=300, workspace_mb=64)
 
 
 def pytest_collection_modifyitems(config, items):

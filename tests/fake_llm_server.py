@@ -45,6 +45,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     message: str = "scripted error"
+    truncate: bool = False  # announce the whole body, send half of it, hang up (a cut stream)
 
 
 def text(content: str, usage: dict[str, Any] | None = None, **fields: Any) -> Reply:
@@ -191,7 +192,7 @@ class FakeLLMServer:
                 payload = self._error_body(fmt, reply)
             else:
                 payload = self._openai_body(reply, model) if fmt == "openai" else self._anthropic_body(reply, model)
-            self._send(handler, reply.status, payload, reply.headers)
+            self._send(handler, reply.status, payload, reply.headers, reply.truncate)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
         finally:
@@ -199,7 +200,8 @@ class FakeLLMServer:
                 self.active -= 1
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
+    def _send(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str],
+              truncate: bool = False) -> None:
         data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("content-type", "application/json")
@@ -207,8 +209,11 @@ class FakeLLMServer:
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        handler.wfile.write(data)
+        handler.wfile.write(data[:len(data) // 2] if truncate else data)
         handler.wfile.flush()
+        if truncate:
+            handler.close_connection = True
+            handler.connection.shutdown(2)
 
     @staticmethod
     def _error_body(fmt: str, reply: Reply) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from evaluator.sandbox import SandboxSpec, create_sandbox
-from evaluator.sandbox.base import (OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT, OUTCOME_OK,
+from evaluator.sandbox.base import (OUTCOME_DISK_FULL, OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT, OUTCOME_OK,
                                     OUTCOME_OUTPUT_CAPPED, OUTCOME_PIDS_LIMIT, OUTCOME_TIMEOUT,
                                     OUTCOME_WALL_TIME)
 from evaluator.sandbox.docker import LABEL_MANAGED, LABEL_ROLE, LABEL_RUN, TOOLS_MOUNT, DATA_MOUNT
@@ -161,12 +161,17 @@ def test_rootfs_read_only_workspace_and_tmp_writable_tmp_bounded(docker_sandbox)
 
     too_big = SMALL_LIMITS.tmpfs_mb + 8
     result = sandbox.exec(f"head -c {too_big}M /dev/zero > /tmp/big", timeout=15)
-    assert result.outcome == OUTCOME_NONZERO_EXIT, result
+    assert result.outcome == OUTCOME_DISK_FULL, result
     assert "No space left on device" in result.stderr
     size = int(sandbox.exec("stat -c %s /tmp/big").stdout.strip())
     assert size <= SMALL_LIMITS.tmpfs_mb * 1024 * 1024
     size_kb = sandbox.exec("df -k /tmp | tail -1").stdout.split()[1]
     assert int(size_kb) == SMALL_LIMITS.tmpfs_mb * 1024
+    # the workspace is bounded too (a size-capped tmpfs volume), not by the host's disk
+    fill = sandbox.exec(f"head -c {SMALL_LIMITS.workspace_mb + 8}M /dev/zero > /workspace/big", timeout=30)
+    assert fill.outcome == OUTCOME_DISK_FULL, fill
+    assert int(sandbox.exec("df -m /workspace | tail -1").stdout.split()[1]) == SMALL_LIMITS.workspace_mb
+    assert sandbox.exec("rm /workspace/big && echo hi > /workspace/after && cat /workspace/after").stdout == "hi\n"
 
 
 def test_bundle_tools_and_data_mounted_read_only(docker_sandbox, toy_bundle, toy_data):
@@ -559,5 +564,5 @@ def test_episode_records_attacks_as_outcomes_and_carries_on(tmp_path, toy_bundle
     assert result["output"]["valid"] is True, result["output"]
     assert result["grade"] is not None and result["grade"]["valid"] is True, result["grade_errors"]
     assert result["score"] is not None and result["grade_errors"] == []
-    assert result["sandbox_events"] == []
+    assert result["sandbox_events"] == [{"event": "quiesce", "outcome": "ok"}]  # no watchdog kill
     assert json.loads((episode_dir / "result.json").read_text())["outcomes"] == expected

@@ -13,7 +13,7 @@ from ..agents.base import Agent
 from ..atomic import write_json_atomic
 from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
-from ..errors import BudgetExceeded, CtxevalError
+from ..errors import BudgetExceeded, CtxevalError, SandboxError
 from ..hashing import hash_tree
 from ..jsonschemas import validate
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
@@ -51,7 +51,8 @@ def _now() -> str:
 def agent_limits(bundle: Bundle) -> SandboxLimits:
     limits = bundle.limits
     return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
-                         tmpfs_mb=limits.tmpfs_mb, exec_timeout_seconds=limits.exec_timeout_seconds,
+                         tmpfs_mb=limits.tmpfs_mb, workspace_mb=limits.workspace_cap_mb,
+                         exec_timeout_seconds=limits.exec_timeout_seconds,
                          output_bytes=limits.output_bytes, wall_seconds=limits.wall_seconds + 60)
 
 
@@ -135,8 +136,17 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         except CtxevalError as exc:
             stop_reason, status, error = STOP_AGENT_ERROR, "error", str(exc)
         events.emit("agent_end", stop_reason=stop_reason)
+        sandbox.quiesce()  # nothing the agent started may change the workspace from here on
         output = ctx.check_output()
-        artefacts = sandbox.copy_out(options.episode_dir / ARTEFACTS_DIR)
+        try:
+            artefacts = sandbox.copy_out(options.episode_dir / ARTEFACTS_DIR)
+            skipped = getattr(sandbox, "skipped_artefacts", [])
+            if skipped:
+                ctx.outcomes["artefact_skipped"] += len(skipped)
+                events.emit("artefacts_skipped", skipped=skipped)
+        except SandboxError as exc:  # e.g. a workspace too big to copy: recorded, still graded
+            ctx.outcomes["artefacts_refused"] += 1
+            events.emit("artefacts_refused", error=str(exc))
         with tracing.grade() as grade_span:
             grade = grade_workspace(bundle, options.backend, options.image, sandbox.workspace_handle(), prepared,
                                     labels, **sandbox_options)

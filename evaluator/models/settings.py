@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -43,6 +44,7 @@ from ..errors import CtxevalError
 from ..paths import PROJECT_ROOT
 from .base import Model, ModelError
 
+MALFORMED_BACKOFF_CAP_SECONDS = 8.0
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RETRIES = 4
@@ -408,11 +410,19 @@ class ApiModel(Model):
         becomes a ModelError naming provider, model, status and attempts."""
         base_error = getattr(self.sdk, self.sdk_error)
         with self.gate.slot():
-            self.attempts.reset()
-            try:
-                return request()
-            except base_error as exc:
-                raise api_error(self.config, exc, max(1, self.attempts.count)) from exc
+            for attempt in range(self.config.max_retries + 1):
+                self.attempts.reset()
+                try:
+                    return request()
+                except base_error as exc:
+                    raise api_error(self.config, exc, max(1, self.attempts.count)) from exc
+                except ValueError as exc:  # a 200 whose body is not JSON: the SDKs do not retry it
+                    if attempt == self.config.max_retries:
+                        raise ModelError(f"{self.name}: the server's reply was not valid JSON "
+                                         f"({attempt + 1} attempts; retries exhausted): {str(exc)[:200]}") from exc
+                    log.warning("%s: reply was not valid JSON (%s); retrying", self.name, exc)
+                    time.sleep(min(MALFORMED_BACKOFF_CAP_SECONDS, 0.5 * 2 ** attempt))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import io
+import json
 import tarfile
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ OUTCOME_PIDS_LIMIT = "pids_limit"
 OUTCOME_KILLED = "killed"
 OUTCOME_WALL_TIME = "wall_time_exceeded"
 OUTCOME_SANDBOX_DIED = "sandbox_died"
+OUTCOME_DISK_FULL = "disk_full"
+DISK_FULL_MESSAGE = b"No space left on device"
 
 ROLE_AGENT = "agent"
 ROLE_GRADER = "grader"
@@ -40,6 +43,7 @@ class SandboxLimits:
     exec_timeout_seconds: float
     output_bytes: int
     wall_seconds: float
+    workspace_mb: int = 512  # total size of the workspace (docker: a size-capped tmpfs volume)
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ def folder_digest(folder: Path) -> str:
 
 
 def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
-             memory_killed: bool = False, pids_limited: bool = False) -> str:
+             memory_killed: bool = False, pids_limited: bool = False, stderr: bytes | None = None) -> str:
     """One outcome per exec, most specific first."""
     if memory_killed:
         return OUTCOME_MEMORY_KILLED
@@ -149,7 +153,38 @@ def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
         return OUTCOME_OK
     if exit_code is not None and exit_code in (137, -9):
         return OUTCOME_KILLED
+    if stderr is not None and DISK_FULL_MESSAGE in stderr:
+        return OUTCOME_DISK_FULL
     return OUTCOME_NONZERO_EXIT
+
+
+MAX_ARTEFACTS_BYTES = 200 * 1024 * 1024  # the whole copy-out (tar stream)
+MAX_ARTEFACT_FILE_BYTES = 50 * 1024 * 1024  # one file; bigger ones are listed as skipped, not copied
+
+# Streams the workspace as a tar to stdout (regular files up to a size, folders; links and devices
+# never), and the names it skipped to stderr as JSON. Runs inside the sandbox with its python3.
+COPY_OUT_SCRIPT = r"""
+import json, os, sys, tarfile
+root, limit = os.environ["CTXEVAL_WORKSPACE"], int(sys.argv[1])
+skipped = []
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
+    for folder, dirs, files in os.walk(root):
+        dirs.sort(); files.sort()
+        for name in files:
+            path = os.path.join(folder, name)
+            rel = os.path.relpath(path, root)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if not os.path.isfile(path) or os.path.islink(path):
+                skipped.append({"name": rel, "reason": "not a regular file"})
+            elif info.st_size > limit:
+                skipped.append({"name": rel, "reason": f"{info.st_size} bytes > {limit}"})
+            else:
+                tar.add(path, arcname=rel, recursive=False)
+sys.stderr.write(json.dumps(skipped[:1000]))
+"""
 
 
 def safe_extract(archive: bytes, dest: Path) -> list[str]:
@@ -198,6 +233,11 @@ class Sandbox(abc.ABC):
     def reset(self, starter_dir: Path) -> None:
         """Kill every agent process, clear temp space and restore the workspace to `starter_dir`."""
 
+    @abc.abstractmethod
+    def quiesce(self) -> None:
+        """Kill every agent process, so the workspace stops changing before it is copied out and
+        graded (a process left behind could otherwise swap files under the grader)."""
+
     # actions
     @abc.abstractmethod
     def exec(self, command: str, *, args: list[str] | None = None, timeout: float | None = None,
@@ -208,9 +248,21 @@ class Sandbox(abc.ABC):
         Never raises for the command's own failure: timeouts, caps and kills are outcomes.
         """
 
-    @abc.abstractmethod
-    def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
-        """Copy the workspace's files to a host folder safely; return the names copied."""
+    def copy_out(self, dest: Path, max_bytes: int = MAX_ARTEFACTS_BYTES,
+                 max_file_bytes: int = MAX_ARTEFACT_FILE_BYTES) -> list[str]:
+        """Copy the workspace's regular files to a host folder safely; return the names copied.
+        Files over `max_file_bytes`, links and devices are skipped (listed in `self.skipped_artefacts`);
+        a stream over `max_bytes` in all raises SandboxError."""
+        from ..errors import SandboxError
+        result = self.exec("python3 -c \"$1\" \"$2\"", args=[COPY_OUT_SCRIPT, str(max_file_bytes)],
+                           output_cap=max_bytes, timeout=120)
+        if result.exit_code != 0:
+            raise SandboxError(f"copying the workspace out failed ({result.outcome}): {result.stderr[-500:]}")
+        try:
+            self.skipped_artefacts = json.loads(result.stderr or "[]")
+        except json.JSONDecodeError:
+            self.skipped_artefacts = [{"name": "?", "reason": result.stderr[-300:]}]
+        return safe_extract(result.raw_stdout, dest)
 
     @abc.abstractmethod
     def workspace_handle(self) -> str:

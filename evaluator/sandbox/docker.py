@@ -15,10 +15,11 @@ from typing import Any
 
 from ..errors import SandboxError
 from .base import (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult,
-                   OutputCollector, Sandbox, SandboxSpec, classify, safe_extract, tar_of_folder)
+                   OutputCollector, Sandbox, SandboxSpec, classify, tar_of_folder)
 
 # Secure defaults, all applied to every container.
-AGENT_USER = "1000:1000"
+AGENT_UID = 1000
+AGENT_USER = f"{AGENT_UID}:{AGENT_UID}"
 NETWORK_MODE = "none"
 CAP_DROP = ["ALL"]
 SECURITY_OPT = ["no-new-privileges:true"]
@@ -82,7 +83,7 @@ exit "$rc"
 # Reset (run without the wrapper): stop then kill every process of the agent's uid except this
 # shell (PID 1 is immune) until none is left; clear temp space and the workspace; unpack the
 # starter from stdin.
-RESET_SCRIPT = r"""
+KILL_ALL_SCRIPT = r"""
 for round in 1 2 3 4 5 6 7 8; do
   kill -STOP -1 2>/dev/null; kill -KILL -1 2>/dev/null
   others=0
@@ -92,6 +93,8 @@ for round in 1 2 3 4 5 6 7 8; do
   [ $others = 0 ] && break
   sleep 0.05
 done
+"""
+RESET_SCRIPT = KILL_ALL_SCRIPT + r"""
 for dir in /tmp /dev/shm "$CTXEVAL_WORKSPACE"; do
   chmod -R u+rwX "$dir" 2>/dev/null
   find "$dir" -mindepth 1 -delete 2>/dev/null
@@ -148,7 +151,13 @@ class DockerSandbox(Sandbox):
         limits = self.spec.limits
         if self.volume_name is None:
             self.volume_name = f"ctxeval-ws-{secrets.token_hex(6)}"
-            self.client.volumes.create(name=self.volume_name, labels=self._labels())
+            # a tmpfs volume: its size is a hard cap on what the agent can write (a disk fill ends in
+            # ENOSPC, not a full host disk). It lives while a container mounts it: the agent's
+            # container outlives copy-out and grading.
+            self.client.volumes.create(name=self.volume_name, labels=self._labels(), driver="local",
+                                       driver_opts={"type": "tmpfs", "device": "tmpfs",
+                                                    "o": f"size={limits.workspace_mb}m,uid={AGENT_UID},"
+                                                         f"gid={AGENT_UID},mode=0755"})
         tmpfs = {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"}
         if self.spec.role == ROLE_GRADER:
             tmpfs[OUTPUT_MOUNT] = "rw,nosuid,nodev,size=16m,uid=1000,gid=1000,mode=0755"
@@ -255,7 +264,8 @@ class DockerSandbox(Sandbox):
         timed_out = pump.timed_out or (exit_code in (124, 137) and duration >= timeout - 0.05)
         outcome = classify(exit_code, timed_out=timed_out, capped=pump.capped,
                            memory_killed=bool(counters) and counters["oom_after"] > counters["oom_before"],
-                           pids_limited=bool(counters) and counters["pids_after"] > counters["pids_before"])
+                           pids_limited=bool(counters) and counters["pids_after"] > counters["pids_before"],
+                           stderr=collector.raw(2))
         return collector.result(exit_code, outcome, duration)
 
     @staticmethod
@@ -301,11 +311,11 @@ class DockerSandbox(Sandbox):
         if result.exit_code != 0:
             raise SandboxError(f"workspace reset failed ({result.outcome}): {result.stderr.strip()[-500:]}")
 
-    def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
-        result = self.exec('tar -C "$CTXEVAL_WORKSPACE" -cf - .', output_cap=max_bytes, timeout=120)
-        if result.exit_code != 0:
-            raise SandboxError(f"copying the workspace out failed ({result.outcome}): {result.stderr[-500:]}")
-        return safe_extract(result.raw_stdout, dest)
+    def quiesce(self) -> None:
+        if self.container is None or not self.alive():
+            return
+        result = self._exec(["bash", "-c", KILL_ALL_SCRIPT], 30, None, None, None, wrapped=False)
+        self.events.append({"event": "quiesce", "outcome": result.outcome})
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec,
-                   classify, safe_extract)
+                   classify)
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
 SANDBOX_ENV = "CTXEVAL_LOCAL_SANDBOX"
@@ -125,7 +125,8 @@ class LocalSandbox(Sandbox):
         exit_code = proc.returncode
         exit_code = 128 - exit_code if exit_code < 0 else exit_code
         memory_killed = exit_code != 0 and b"MemoryError" in collector.raw(2)
-        outcome = classify(exit_code, timed_out=timed_out, capped=capped.is_set(), memory_killed=memory_killed)
+        outcome = classify(exit_code, timed_out=timed_out, capped=capped.is_set(), memory_killed=memory_killed,
+                           stderr=collector.raw(2))
         return collector.result(exit_code, outcome, time.monotonic() - started)
 
     def _kill_group(self, pgid: int) -> None:
@@ -166,9 +167,8 @@ class LocalSandbox(Sandbox):
                     child.unlink()
         shutil.copytree(starter_dir, self.workspace, dirs_exist_ok=True)
 
-    def copy_out(self, dest: Path, max_bytes: int = 200 * 1024 * 1024) -> list[str]:
-        result = self.exec('tar -C "$CTXEVAL_WORKSPACE" -cf - .', output_cap=max_bytes, timeout=120)
-        return safe_extract(result.raw_stdout, dest)
+    def quiesce(self) -> None:
+        self._kill_all()
 
     def describe(self) -> dict:
         info = super().describe()

@@ -41,20 +41,28 @@ class JsonlSpanExporter(SpanExporter):
         self.path = path
         self._lock = threading.Lock()
         self._handle = open(path, "a", encoding="utf-8")
+        self.error: OSError | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         lines = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
         with self._lock:
             if self._handle is None:
                 return SpanExportResult.FAILURE
-            self._handle.write(lines)
-            self._handle.flush()
+            try:
+                self._handle.write(lines)
+                self._handle.flush()
+            except OSError as exc:  # e.g. a full disk: the run reports it; tracing must not crash it
+                self.error = exc
+                return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         with self._lock:
             if self._handle is not None:
-                self._handle.close()
+                try:
+                    self._handle.close()
+                except OSError as exc:
+                    self.error = exc
                 self._handle = None
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
