@@ -11,12 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .agents import DEFAULT_MODELS, create_agent
 from .agents.base import Agent
-from .errors import CtxevalError, ValidationFailed
-from .jsonschemas import Violation, validate
+from .errors import CtxevalError
+from .jsonschemas import read_yaml, validate
 
 FIXED_AGENTS = ("oracle", "noop", "actions")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
@@ -101,12 +99,10 @@ class RunMatrix:
     @classmethod
     def from_file(cls, path: Path) -> "RunMatrix":
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = read_yaml(path)  # ValidationFailed: not UTF-8, not YAML, a key twice, not JSON data
         except OSError as exc:
             raise CtxevalError(f"cannot read run file {path}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ValidationFailed([Violation(str(path), "$", f"not YAML: {exc}")]) from None
-        validate(document, "run_matrix", path)
+        validate(document, "run_matrix", path, strict_integers=True)
         seeds = document.get("seeds", 1)
         matrix = cls.from_options(document["bundles"], agent=document.get("agent", "model"),
                                   policies=document.get("policies"), modes=document.get("modes"),

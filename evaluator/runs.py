@@ -102,9 +102,10 @@ def finished_result(episode_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):  # torn, garbled or unreadable: not finished
         return None
+    return result if isinstance(result, dict) and "episode_id" in result else None
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,15 +144,23 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         yield
 
 
+def _read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object from `path`, or None when it is missing, garbled or not an object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError, OSError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _write_run_file(run_dir: Path, record: dict[str, Any]) -> None:
     """run.json: written once, then only gains an entry per attempt (resumes)."""
     path = run_dir / RUN_FILE
     attempts = []
     if path.exists():
-        try:
-            attempts = json.loads(path.read_text()).get("attempts", [])
-        except json.JSONDecodeError:
-            pass
+        previous = _read_json_object(path)
+        if previous is not None and isinstance(previous.get("attempts"), list):
+            attempts = previous["attempts"]
     attempts.append({"started_at": _now(), "pid": os.getpid()})
     write_json_atomic(path, {**record, "attempts": attempts})
 
@@ -187,9 +196,8 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
     if len(set(ids)) != len(ids):
         raise CtxevalError("two episodes of the run would share an id: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
     with run_lock(run_dir):
-        existing = run_dir / RUN_FILE
-        if existing.exists():
-            old = json.loads(existing.read_text())
+        old = _read_json_object(run_dir / RUN_FILE)
+        if old is not None:
             record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
         _write_run_file(run_dir, {**record, "episodes": ids})
         _clean_leftovers(settings.backend, settings.run_id)
@@ -283,13 +291,17 @@ def load_run_record(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     if not path.exists():
         raise CtxevalError(f"no run to resume at {run_dir} (no {RUN_FILE})")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CtxevalError(f"{path} is not JSON ({exc}); the run cannot be resumed") from None
-    if "matrix" not in record:
+    record = _read_json_object(path)
+    if record is None:
+        raise CtxevalError(f"{path} is not a JSON object; the run cannot be resumed")
+    if not isinstance(record.get("matrix"), dict):
         raise CtxevalError(f"{path} has no matrix: the run was not started by `ctxeval run` and cannot be "
                            "resumed from the command line")
+    try:
+        RunMatrix.from_record(record["matrix"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CtxevalError(f"{path}: $.matrix is damaged ({type(exc).__name__}: {exc}); the run cannot be "
+                           "resumed") from None
     return record
 
 

@@ -13,8 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .base import ContextPolicy
 from .common import ParameterError, ParametrizedPolicy
 from .full_history import FullHistory
@@ -95,34 +93,25 @@ def preset_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def _json_path(parts) -> str:
-    path = "$"
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
 def _schema_problems(document: Any) -> list[tuple[str, str]]:
-    from jsonschema import Draft202012Validator
+    from evaluator.jsonschemas import violations
 
-    problems = []
-    for error in Draft202012Validator(preset_schema()).iter_errors(document):
-        message = error.message
-        if error.validator == "additionalProperties":
-            message = f"unknown field(s): {message.split('(')[-1].rstrip(')')}"
-        problems.append((_json_path(error.absolute_path), message))
-    return sorted(problems)
+    found = violations(document, preset_schema(), "policy file", strict_integers=True)
+    return sorted((v.json_path, v.message) for v in found)
 
 
 def load_policy_file(path: str | Path, source: str = "file") -> PolicyConfig:
     """Read, validate and check one preset-format YAML file."""
+    from evaluator.errors import ValidationFailed
+    from evaluator.jsonschemas import read_yaml
+
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text())
+        document = read_yaml(path)
     except OSError as exc:
         raise PresetError(path, [("$", f"cannot read: {exc.strerror or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise PresetError(path, [("$", f"not valid YAML: {exc}")]) from None
+    except ValidationFailed as exc:  # not UTF-8, not YAML, a key twice, not JSON data
+        raise PresetError(path, [(v.json_path, v.message) for v in exc.violations]) from None
     problems = _schema_problems(document)
     if problems:
         raise PresetError(path, problems)
@@ -170,8 +159,13 @@ def resolve_policy(spec: str | os.PathLike[str]) -> PolicyConfig:
         cls = POLICIES[text]
         return PolicyConfig(name=text, policy=text, params=cls.default_params(), budget_tokens=None,
                             clarification="neutral", source="policy", description=cls.description)
-    path = Path(text).expanduser()
-    if path.is_file():
+    path = Path(text)
+    try:
+        path = path.expanduser()
+        is_file = path.is_file()
+    except (OSError, RuntimeError):  # a name too long, ~user with no home
+        is_file = False
+    if is_file:
         return load_policy_file(path, source="file")
     hint = f"no such file: {text}; " if path.suffix in (".yaml", ".yml") or os.sep in text else ""
     raise ValueError(f"unknown context policy {text!r}: {hint}give a preset ({', '.join(presets) or 'none'}), "

@@ -119,7 +119,7 @@ def resolve_scorer(scorer: str | Scorer) -> Scorer:
         module, _, attr = scorer.partition(":")
         try:
             found = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:  # e.g. '' or '..' as module
             raise ParameterError("scorer", f"cannot import {scorer!r}: {exc}") from None
         if callable(found):
             return found

@@ -84,7 +84,7 @@ def test_a_ctxeval_run_lands_in_phoenix_as_run_episode_step_llm_tool(phoenix, tm
                           capture_output=True, text=True, env=env, cwd=PROJECT_ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr
     local = [json.loads(line) for line in (tmp_path / "ph" / "traces.jsonl").read_text().splitlines()]
-    spans = wait_for_spans(phoenix.url, project, lambda found: len(found) >= len(local), timeout=60)
+    spans = wait_for_spans(phoenix.url, project, lambda found: len(found) >= len(local), timeout=180)
     assert Counter(s["name"] for s in spans) == Counter(s["name"] for s in local)
     by_id = {s["span_id"]: s for s in spans}
     [run] = [s for s in spans if s["name"] == "run"]

@@ -8,13 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..episode.actions import apply_action
 from ..episode.context import EpisodeContext
 from ..errors import CtxevalError
 from ..hashing import iter_files
-from ..jsonschemas import validate
+from ..jsonschemas import read_yaml, validate
 from .base import Agent
 
 
@@ -51,10 +49,10 @@ class ScriptedActionsAgent(Agent):
     def __init__(self, path: Path):
         self.path = Path(path)
         try:
-            document = yaml.safe_load(self.path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            document = read_yaml(self.path)  # ValidationFailed: not UTF-8, not YAML, a key twice, not JSON data
+        except OSError as exc:
             raise CtxevalError(f"{self.path}: cannot read actions file: {exc}") from None
-        validate(document, "actions", self.path)
+        validate(document, "actions", self.path, strict_integers=True)
         self.actions: list[dict[str, Any]] = document["actions"]
 
     def describe(self) -> dict[str, Any]:

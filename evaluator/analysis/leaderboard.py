@@ -22,7 +22,7 @@ from typing import Any, Callable
 from ..bundles.manifest import Bundle
 from ..errors import CtxevalError, ValidationFailed
 from ..hashing import hash_tree, iter_files
-from ..jsonschemas import project_schema, violations
+from ..jsonschemas import data_violations, project_schema, violations
 from ..paths import BUNDLES_DIR, PROJECT_ROOT
 from .stats import Interval, bootstrap_mean, wilson_interval
 from .submission import ARTEFACTS_DIR, SKIPPED, SUBMISSION_FILE, artefact_digest, compute_totals, medal_of
@@ -48,14 +48,18 @@ def read_submission(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
         return None, [f"{SUBMISSION_FILE}: not found in {folder}"]
     try:
         document = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
         return None, [f"{SUBMISSION_FILE}: $: not JSON: {exc}"]
-    return document, [str(v) for v in violations(document, project_schema("submission"), SUBMISSION_FILE)]
+    problems = data_violations(document, SUBMISSION_FILE) or \
+        violations(document, project_schema("submission"), SUBMISSION_FILE, strict_integers=True)
+    return document, [str(v) for v in problems]
 
 
 def _close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
     if a is None or b is None:
         return a is None and b is None
+    if math.isinf(a) or math.isinf(b):  # an overflowing total: only the same infinity matches
+        return a == b
     return abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
 
 

@@ -45,7 +45,7 @@ def arm_key(result: dict[str, Any]) -> ArmKey:
     agent = result.get("agent") or {}
     policy = (agent.get("policy") or {}).get("name") or "-"
     return ArmKey(bundle=result["bundle"]["id"], mode=agent.get("mode") or agent.get("kind") or "-",
-                  model=agent.get("model") or agent.get("kind") or "-", policy=policy)
+                  model=agent.get("model") or agent.get("kind") or "-", policy=str(policy))
 
 
 def resolve_run_dir(run: str | Path, root: Path | None = None) -> Path:
@@ -66,13 +66,15 @@ def load_run(run: str | Path, root: Path | None = None) -> RunResults:
     if run_file.exists():
         try:
             meta = json.loads(run_file.read_text())
-        except json.JSONDecodeError as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
             raise CtxevalError(f"{run_file}: not JSON: {exc}") from None
+        if not isinstance(meta, dict):
+            raise CtxevalError(f"{run_file}: $: not a JSON object")
     results, invalid = [], []
     for path in sorted((run_dir / "episodes").glob("*/result.json")):
         try:
             document = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
             invalid.append(f"{path}: not JSON: {exc}")
             continue
         problems = violations(document, project_schema("episode_result"), str(path))

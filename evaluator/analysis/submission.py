@@ -100,9 +100,23 @@ def compute_totals(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "episodes": len(episodes),
         "successes": sum(1 for e in episodes if e["success"]),
         "tokens": sum(e["tokens"]["total"] for e in episodes),
-        "cost_usd": math.fsum(e["cost_usd"] for e in episodes),
-        "mean_score": {b: (math.fsum(v) / len(v) if v else None) for b, v in sorted(scores.items())},
+        "cost_usd": _fsum([e["cost_usd"] for e in episodes]),
+        "mean_score": {b: (_mean(v) if v else None) for b, v in sorted(scores.items())},
     }
+
+
+def _fsum(values: list[float]) -> float:
+    try:
+        return math.fsum(values)
+    except OverflowError:  # beyond the float range (scores and costs near 1e308)
+        return sum(float(v) for v in values)
+
+
+def _mean(values: list[float]) -> float:
+    try:
+        return math.fsum(values) / len(values)
+    except OverflowError:  # the sum overflows, the mean need not
+        return _fsum([v / len(values) for v in values])
 
 
 def episode_dirs(run_dir: Path) -> dict[str, Path]:

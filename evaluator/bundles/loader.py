@@ -5,10 +5,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import ValidationFailed, Violation
-from ..jsonschemas import project_schema, schema_errors, violations
+from ..jsonschemas import data_violations, project_schema, read_yaml, schema_errors, violations
 from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, FetchSpec, Limits,
                        SuccessRule, Target, ToolSpec)
 
@@ -17,20 +15,21 @@ MANIFEST_NAME = "bundle.yaml"
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise ValidationFailed([Violation(str(path), "$", f"not valid YAML ({where}): "
-                                          f"{getattr(exc, 'problem', exc)}")]) from None
+        return read_yaml(path)
+    except OSError as exc:
+        raise ValidationFailed([Violation(str(path), "$", f"cannot read: {exc.strerror or exc}")]) from None
 
 
 def _read_json_schema(path: Path, file_label: str, json_path: str,
                       found: list[Violation]) -> dict[str, Any]:
     try:
         schema = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
         found.append(Violation(file_label, json_path, f"cannot read JSON Schema {path.name}: {exc}"))
+        return {}
+    problems = data_violations(schema, str(path))
+    if problems:
+        found.extend(problems)
         return {}
     found.extend(Violation(str(path), v.json_path, f"not a valid JSON Schema: {v.message}")
                  for v in schema_errors(schema, str(path)))
@@ -44,19 +43,30 @@ def manifest_path_of(path: Path) -> Path:
 
 def load_bundle(path: str | Path) -> Bundle:
     """Load and fully check a bundle folder (or its bundle.yaml). Raises ValidationFailed."""
-    manifest = manifest_path_of(Path(path)).resolve()
-    if not manifest.exists():
+    manifest = Path(path)
+    try:
+        manifest = manifest_path_of(manifest)
+        manifest = manifest.resolve()
+        present = manifest.exists()
+    except (OSError, ValueError, RuntimeError) as exc:  # name too long, NUL byte, symlink loop
+        raise ValidationFailed([Violation(str(manifest), "$", f"cannot read bundle manifest: {exc}")]) from None
+    if not present:
         raise ValidationFailed([Violation(str(manifest), "$", "bundle manifest not found")])
     root = manifest.parent
     label = str(manifest)
     raw = _read_yaml(manifest)
-    found = violations(raw, project_schema("bundle"), label)
+    found = violations(raw, project_schema("bundle"), label, strict_integers=True)
     if found:
         raise ValidationFailed(found)
 
     def existing(rel: str, json_path: str, want_dir: bool | None = None) -> Path:
-        target = (root / rel).resolve()
-        if not target.exists():
+        try:
+            target = (root / rel).resolve()
+            exists = target.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # name too long, NUL byte, symlink loop
+            found.append(Violation(label, json_path, f"cannot use path {rel!r}: {exc}"))
+            return root
+        if not exists:
             found.append(Violation(label, json_path, f"file not found: {rel}"))
         elif want_dir is True and not target.is_dir():
             found.append(Violation(label, json_path, f"not a folder: {rel}"))

@@ -30,6 +30,14 @@ class Limits:
     memory_mb: int = DEFAULT_MEMORY_MB
     pids: int = DEFAULT_PIDS
     tmpfs_mb: int = DEFAULT_TMPFS_MB
+    workspace_mb: int | None = None  # None: half of memory_mb (see workspace_cap_mb)
+
+    @property
+    def workspace_cap_mb(self) -> int:
+        """The workspace is a size-capped tmpfs volume whose pages count against the container's
+        memory limit: capped at half of it by default, a disk fill ends in ENOSPC long before the
+        memory limit could take the sandbox down."""
+        return self.workspace_mb or max(16, self.memory_mb // 2)
 
     @classmethod
     def from_manifest(cls, raw: dict[str, Any]) -> "Limits":

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..bundles.manifest import Bundle, ToolSpec
 from ..errors import BudgetExceeded
-from ..jsonschemas import violations
+from ..jsonschemas import data_violations, violations
 from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
 from ..tracing.spans import NO_TRACING, ToolCall, Tracing
 from .events import EventLog
@@ -93,10 +93,11 @@ def check_output(bundle: Bundle, text: str | None) -> dict[str, Any]:
         return record
     try:
         document = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: not JSON, an integer of > 4300 digits
         record["errors"] = [f"{bundle.output_path}: not JSON: {exc}"]
         return record
-    problems = violations(document, bundle.output_schema, bundle.output_path)
+    problems = (data_violations(document, bundle.output_path)
+                or violations(document, bundle.output_schema, bundle.output_path))
     record["errors"] = [str(p) for p in problems]
     record["valid"] = not problems
     return record

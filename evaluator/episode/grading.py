@@ -11,7 +11,7 @@ from typing import Any
 
 from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
-from ..jsonschemas import project_schema, violations
+from ..jsonschemas import data_violations, project_schema, violations
 from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.base import ROLE_GRADER
 from ..sandbox.docker import LABEL_RUN
@@ -38,7 +38,8 @@ class GradeOutcome:
 def grader_limits(bundle: Bundle) -> SandboxLimits:
     limits = bundle.limits
     return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
-                         tmpfs_mb=limits.tmpfs_mb, exec_timeout_seconds=bundle.grader_timeout_seconds,
+                         tmpfs_mb=limits.tmpfs_mb, workspace_mb=limits.workspace_cap_mb,
+                         exec_timeout_seconds=bundle.grader_timeout_seconds,
                          output_bytes=GRADER_OUTPUT_BYTES, wall_seconds=bundle.grader_timeout_seconds + 120)
 
 
@@ -75,9 +76,9 @@ def grade_workspace(bundle: Bundle, backend: str, image: str | None, workspace_s
 def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
     try:
         grade = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: not JSON, an integer of > 4300 digits
         return GradeOutcome(None, [f"{GRADE_FILE} is not JSON: {exc}"], log or {})
-    problems = violations(grade, project_schema("grade"), GRADE_FILE)
+    problems = data_violations(grade, GRADE_FILE) or violations(grade, project_schema("grade"), GRADE_FILE)
     return GradeOutcome(grade, [str(p) for p in problems], log or {})
 
 

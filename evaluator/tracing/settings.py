@@ -5,14 +5,14 @@
 | PHOENIX_COLLECTOR_ENDPOINT  | Phoenix (or any OTLP/HTTP collector) base URL      | — (off)   |
 | PHOENIX_API_KEY             | sent as a bearer token (Phoenix Cloud, auth)       | —         |
 | PHOENIX_PROJECT_NAME        | the Phoenix project the spans land in              | ctxeval   |
-| CTXEVAL_OTLP_TIMEOUT        | seconds one export may take before it is dropped   | 2         |
+| CTXEVAL_OTLP_TIMEOUT        | seconds one export may take before it is dropped   | 10        |
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 DEFAULT_PROJECT = "ctxeval"
-DEFAULT_EXPORT_TIMEOUT_SECONDS = 2.0
+DEFAULT_EXPORT_TIMEOUT_SECONDS = 10.0
 TRACES_PATH = "/v1/traces"
 
 

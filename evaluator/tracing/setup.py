@@ -21,7 +21,7 @@ from .jsonl import TRACES_FILE, JsonlSpanExporter
 from .settings import PhoenixSettings
 from .spans import Tracing
 
-SHUTDOWN_GRACE_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 10.0  # the longest a run waits for its last spans to reach a collector
 SERVICE_NAME = "ctxeval"
 EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.sdk.trace.export",
                     "opentelemetry.sdk._shared_internal")
