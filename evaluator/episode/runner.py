@@ -20,7 +20,8 @@ from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
 from ..sandbox.docker import LABEL_EPISODE, LABEL_RUN
 from ..models.base import ModelError
 from ..tracing.spans import NO_TRACING, Tracing
-from .context import STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, Budget, EpisodeContext
+from .context import (STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, STOP_SANDBOX_DIED, Budget,
+                      EpisodeContext)
 from .events import EventLog
 from .grading import GradeOutcome, grade_workspace
 
@@ -131,6 +132,9 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
             stop_reason = ctx.stop_reason or STOP_ACTIONS_DONE
         except BudgetExceeded as exc:
             stop_reason = ctx.stop_reason or exc.reason
+            if stop_reason == STOP_SANDBOX_DIED:  # PID 1 is immune to the agent: something outside killed it
+                status, error = "error", ("the sandbox died mid-episode (killed from outside, or the Docker "
+                                          "engine restarted); `ctxeval run --resume` runs it again")
         except ModelError as exc:  # retries exhausted: recorded; the workspace is still graded
             stop_reason, status, error = STOP_MODEL_ERROR, "error", str(exc)
         except CtxevalError as exc:
