@@ -67,7 +67,7 @@ def _image_for(bundle, backend: str, base_source: str = "auto"):
 def validate(bundles: list[Path] = typer.Argument(..., help="bundle folders or bundle.yaml files")) -> None:
     """Validate bundle manifests and the schemas they name; report every violation with file and JSON path."""
     from .bundles import load_bundle
-    from .errors import ValidationFailed
+    from .errors import CtxevalError, ValidationFailed
     failed = False
     for path in bundles:
         try:
@@ -77,27 +77,89 @@ def validate(bundles: list[Path] = typer.Argument(..., help="bundle folders or b
             failed = True
             for violation in exc.violations:
                 typer.echo(f"FAIL {violation}", err=True)
+        except CtxevalError as exc:
+            failed = True
+            typer.echo(f"FAIL {path}: {exc}", err=True)
     if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def build(bundles: list[Path] = typer.Argument(None, help="bundles to build (default: all under bundles/)"),
-          base_source: str = typer.Option("auto", help="auto | registry | offline")) -> None:
-    """Build the base image and bundle images, tagged by input hash; existing tags are skipped."""
+          base_source: str = typer.Option("auto", help="auto | registry | offline"),
+          changed_since: Optional[str] = typer.Option(
+              None, "--changed-since", metavar="REF",
+              help="build only the images whose input hash differs from the one at git REF (commit, branch or "
+                   "tag; uncommitted changes count). Decided by hash, not by file names: a README edit builds "
+                   "nothing, a changed base rebuilds every bundle. Skipped images are listed with the reason."),
+          push: Optional[str] = typer.Option(
+              None, "--push", metavar="REGISTRY",
+              help="then tag every image this command built or found cached as REGISTRY/ctxeval/<name>:<hash> "
+                   "and push it (e.g. localhost:5000 or ghcr.io/org); prints each pushed digest. Credentials: "
+                   "the Docker config (docker login), or --registry-username with DOCKER_PASSWORD."),
+          registry_username: Optional[str] = typer.Option(
+              None, "--registry-username",
+              help="log in to the --push registry as this user; the password or token is read from the "
+                   "DOCKER_PASSWORD environment variable (never printed)")) -> None:
+    """Build the base image and bundle images, tagged by input hash; existing tags are skipped.
+
+    --changed-since REF: build only the images whose inputs changed since a git revision.
+
+    --push REGISTRY: then push the images built (or found cached) to a registry.
+    """
     from .images import ImageBuilder
     from .paths import BUNDLES_DIR
 
     def body():
         paths = bundles or sorted(p.parent for p in BUNDLES_DIR.glob("*/bundle.yaml"))
         console = _console()
+        registry = auth = None
+        if push is not None:
+            from .images.push import normalize_registry, registry_auth
+            registry, auth = normalize_registry(push), registry_auth(registry_username)
+        elif registry_username:
+            _fail("--registry-username only goes with --push REGISTRY")
+        loaded = [_load(path) for path in paths]
+        if changed_since is not None:  # a bad REF fails at once, before the Docker engine is asked
+            from .images.changes import git_toplevel, resolve_commit
+            from .paths import PROJECT_ROOT
+            resolve_commit(changed_since, git_toplevel(PROJECT_ROOT))
+        selected, reasons, build_base, to_push, pushed = loaded, {}, True, [], []
         with console.status("base image…") as status:
             builder = ImageBuilder(base_source=base_source, log=lambda m: status.update(m[:100]))
-            base = builder.base_image()
-            console.print(f"base   {base.tag} ({'built' if base.built else 'cached'})")
-            for path in paths:
-                ref = builder.bundle_image(_load(path))
-                console.print(f"bundle {ref.tag} ({'built' if ref.built else 'cached'})")
+            if changed_since is not None:
+                from .images.changes import plan_changed_since
+                status.update(f"comparing input hashes with {changed_since}…")
+                plan = plan_changed_since(builder, loaded, changed_since)
+                console.print(f"changed since {changed_since} ({plan.commit[:12]}), by input hash:", highlight=False)
+                build_base = plan.base.build
+                if not build_base:
+                    console.print(f"skip   base {plan.base.tag}: {plan.base.reason}", highlight=False)
+                for bundle, decision in plan.bundles:
+                    if not decision.build:
+                        console.print(f"skip   bundle {decision.tag}: {decision.reason}", highlight=False)
+                selected = plan.to_build
+                reasons = {bundle.id: decision.reason for bundle, decision in plan.bundles}
+                if not build_base and not selected:
+                    console.print(f"nothing changed since {changed_since}: no image to build"
+                                  + (", none to push" if registry else ""), highlight=False)
+                elif build_base:
+                    console.print(f"base   {plan.base.reason}", highlight=False)
+            if build_base:
+                base = builder.base_image()
+                console.print(f"base   {base.tag} ({'built' if base.built else 'cached'})")
+                to_push.append(base.tag)
+            for bundle in selected:
+                ref = builder.bundle_image(bundle)
+                why = f": {reasons[bundle.id]}" if bundle.id in reasons else ""
+                console.print(f"bundle {ref.tag} ({'built' if ref.built else 'cached'}){why}", highlight=False)
+                to_push.append(ref.tag)
+            if registry and to_push:
+                from .images.push import push_images
+                pushed = push_images(builder.client, to_push, registry, auth,
+                                     log=lambda m: status.update(m[:100]))
+        for item in pushed:
+            typer.echo(f"pushed {item.remote} {item.digest}")
     _guard(body)
 
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..bundles.manifest import Bundle
@@ -32,6 +33,59 @@ BASE_REQUIREMENTS = PROJECT_ROOT / "scripts" / "base_image" / "requirements.txt"
 OFFLINE_SCRIPT = PROJECT_ROOT / "scripts" / "base_image" / "build_offline.py"
 
 Log = Callable[[str], None]
+
+
+# -- input hashes (no Docker needed): the single definition `ImageBuilder` builds by and
+# -- `ctxeval build --changed-since` compares with ---------------------------------------------
+def base_inputs(root: Path = PROJECT_ROOT) -> dict[str, Path]:
+    """The files the rootfs and base images are made of, in the project checkout at `root`."""
+    return {"dockerfile": root / BASE_DOCKERFILE.relative_to(PROJECT_ROOT),
+            "requirements": root / BASE_REQUIREMENTS.relative_to(PROJECT_ROOT),
+            "offline_script": root / OFFLINE_SCRIPT.relative_to(PROJECT_ROOT)}
+
+
+def rootfs_input_hash(codename: str, root: Path = PROJECT_ROOT) -> str:
+    files = base_inputs(root)
+    return context_hash(build_context({"build_offline.py": files["offline_script"],
+                                       "requirements.txt": files["requirements"]}), codename)
+
+
+def base_context(root: Path = PROJECT_ROOT) -> bytes:
+    files = base_inputs(root)
+    return build_context({"Dockerfile": files["dockerfile"],
+                          "scripts/base_image/requirements.txt": files["requirements"]})
+
+
+def base_input_hash(parent_hash: str, root: Path = PROJECT_ROOT) -> str:
+    """`parent_hash`: the rootfs image's input hash (offline) or the official image's name (registry)."""
+    return context_hash(base_context(root), parent_hash)
+
+
+def base_tag(base_hash: str) -> str:
+    return f"{BASE_REPO}:{base_hash[:TAG_HEX]}"
+
+
+def bundle_context(bundle: Bundle) -> bytes:
+    files = {"Dockerfile": bundle.dockerfile}
+    for path in bundle.image_context:
+        files[path.relative_to(bundle.root).as_posix()] = path
+    return build_context(files)
+
+
+def bundle_buildargs(bundle: Bundle, base_image_tag: str) -> dict[str, str]:
+    return {**bundle.build_args, "BASE_IMAGE": base_image_tag}
+
+
+def bundle_input_hash(bundle: Bundle, base_hash: str, context: bytes | None = None,
+                      base_image_tag: str | None = None) -> str:
+    """The bundle image's hash: its build context, the base image's hash and the build arguments."""
+    buildargs = bundle_buildargs(bundle, base_image_tag or base_tag(base_hash))
+    return context_hash(bundle_context(bundle) if context is None else context, base_hash,
+                        json.dumps(buildargs, sort_keys=True))
+
+
+def bundle_tag(bundle_id: str, bundle_hash: str) -> str:
+    return f"{BUNDLE_REPO_PREFIX}{bundle_id}:{bundle_hash[:TAG_HEX]}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +115,8 @@ class ImageBuilder:
         self.base_source = base_source
         self.log = log or (lambda message: None)
         self._base: ImageRef | None = None
+        self._source: str | None = None
+        self._codename: str | None = None
 
     # -- helpers ---------------------------------------------------------------
     def exists(self, tag: str) -> bool:
@@ -100,10 +156,35 @@ class ImageBuilder:
             raise CtxevalError(f"building {tag} ended without an image:\n" + "".join(tail[-20:]))
 
     # -- base --------------------------------------------------------------------
+    def host_codename(self) -> str:
+        if self._codename is None:
+            self._codename = _host_codename()
+        return self._codename
+
+    def resolved_base_source(self) -> str:
+        """"registry" or "offline": "auto" asks the registry once (a local python:3.11-slim counts)."""
+        if self._source is None:
+            source = self.base_source
+            if source == "auto":
+                source = "registry" if self._registry_answers() else "offline"
+            if source not in ("registry", "offline"):
+                raise CtxevalError(f"unknown base source {source!r} (auto, registry or offline)")
+            self._source = source
+        return self._source
+
+    def parent_input_hash(self, root: Path = PROJECT_ROOT) -> str:
+        """The hash the base image's parent contributes, for the checkout at `root` (builds nothing)."""
+        if self.resolved_base_source() == "registry":
+            return OFFICIAL_BASE_IMAGE
+        return rootfs_input_hash(self.host_codename(), root)
+
+    def base_input_hash(self, root: Path = PROJECT_ROOT) -> str:
+        """The base image's input hash for the checkout at `root`, without building anything."""
+        return base_input_hash(self.parent_input_hash(root), root)
+
     def rootfs_image(self) -> ImageRef:
-        codename = _host_codename()
-        digest = context_hash(build_context({"build_offline.py": OFFLINE_SCRIPT,
-                                             "requirements.txt": BASE_REQUIREMENTS}), codename)
+        codename = self.host_codename()
+        digest = rootfs_input_hash(codename)
         tag = f"{ROOTFS_REPO}:{digest[:TAG_HEX]}"
         if self.exists(tag):
             return ImageRef(tag, digest, built=False)
@@ -116,25 +197,19 @@ class ImageBuilder:
         return ImageRef(tag, digest, built=True)
 
     def _base_context(self) -> bytes:
-        return build_context({"Dockerfile": BASE_DOCKERFILE,
-                              "scripts/base_image/requirements.txt": BASE_REQUIREMENTS})
+        return base_context()
 
     def base_image(self) -> ImageRef:
         if self._base is not None:
             return self._base
         context = self._base_context()
-        source = self.base_source
-        if source == "auto":
-            source = "registry" if self._registry_answers() else "offline"
-        if source == "registry":
+        if self.resolved_base_source() == "registry":
             parent_tag, parent_hash = OFFICIAL_BASE_IMAGE, OFFICIAL_BASE_IMAGE
-        elif source == "offline":
+        else:
             parent = self.rootfs_image()
             parent_tag, parent_hash = parent.tag, parent.input_hash
-        else:
-            raise CtxevalError(f"unknown base source {source!r} (auto, registry or offline)")
         digest = context_hash(context, parent_hash)
-        tag = f"{BASE_REPO}:{digest[:TAG_HEX]}"
+        tag = base_tag(digest)
         built = False
         if not self.exists(tag):
             self._build(context, tag, {"BASE_IMAGE": parent_tag},
@@ -145,17 +220,14 @@ class ImageBuilder:
 
     # -- bundles -------------------------------------------------------------------
     def bundle_context(self, bundle: Bundle) -> bytes:
-        files = {"Dockerfile": bundle.dockerfile}
-        for path in bundle.image_context:
-            files[path.relative_to(bundle.root).as_posix()] = path
-        return build_context(files)
+        return bundle_context(bundle)
 
     def bundle_image(self, bundle: Bundle) -> ImageRef:
         base = self.base_image()
         context = self.bundle_context(bundle)
-        buildargs = {**bundle.build_args, "BASE_IMAGE": base.tag}
-        digest = context_hash(context, base.input_hash, json.dumps(buildargs, sort_keys=True))
-        tag = f"{BUNDLE_REPO_PREFIX}{bundle.id}:{digest[:TAG_HEX]}"
+        buildargs = bundle_buildargs(bundle, base.tag)
+        digest = bundle_input_hash(bundle, base.input_hash, context, base.tag)
+        tag = bundle_tag(bundle.id, digest)
         if self.exists(tag):
             return ImageRef(tag, digest, built=False)
         self._build(context, tag, buildargs, {

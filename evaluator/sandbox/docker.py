@@ -258,8 +258,8 @@ class DockerSandbox(Sandbox):
         exit_code = self._exit_code(created["Id"])
         if self.wall_expired:
             return collector.result(exit_code, OUTCOME_WALL_TIME, duration)
-        if exit_code is None and not self.alive():
-            return collector.result(None, OUTCOME_SANDBOX_DIED, duration)
+        if (exit_code is None or exit_code >= 126) and not self.alive():  # the container itself is gone
+            return collector.result(exit_code, OUTCOME_SANDBOX_DIED, duration)
         counters = pump.counters
         timed_out = pump.timed_out or (exit_code in (124, 137) and duration >= timeout - 0.05)
         outcome = classify(exit_code, timed_out=timed_out, capped=pump.capped,
