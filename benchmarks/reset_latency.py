@@ -1,18 +1,21 @@
 """Warm reset vs a fresh container, side by side in one run. Prints JSON.
 
     .venv/bin/python benchmarks/reset_latency.py [--bundle bundles/toy] [--warm 30] [--fresh 10]
+                                                 [--keep-busy] [--out FILE]
 
 Warm: one started sandbox, `reset()` restores the starter, clears /tmp and kills processes.
 Fresh: create the container and its volume, start, reset (restore the starter), stop and remove.
+--keep-busy: the same with the other CPU(s) kept awake by nice-19 spinners (see _bench.KeepBusy).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import platform
+import os
 import statistics
 import time
 from pathlib import Path
+
+import _bench
 
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import prepare_data
@@ -37,6 +40,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundles" / "toy")
     parser.add_argument("--warm", type=int, default=30)
     parser.add_argument("--fresh", type=int, default=10)
+    parser.add_argument("--keep-busy", action="store_true", help="keep the other CPUs awake (nice-19 spinners)")
+    parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args()
     bundle = load_bundle(args.bundle)
     image = ImageBuilder().bundle_image(bundle).tag
@@ -47,32 +52,38 @@ def main() -> None:
                            tools_dir=bundle.tools_dir, data_dir=prepared.public)
 
     warm_times, fresh_times = [], []
-    sandbox = create_sandbox("docker", spec())
-    sandbox.start()
+    watch = _bench.Interference().__enter__()
+    spinners = _bench.KeepBusy(max(1, (os.cpu_count() or 2) - 1) if args.keep_busy else 0).__enter__()
     try:
-        for _ in range(args.warm):
-            sandbox.exec("echo dirt > dirt.txt; echo t > /tmp/t; (sleep 100 &) ; true")
+        sandbox = create_sandbox("docker", spec())
+        sandbox.start()
+        try:
+            for _ in range(args.warm):
+                sandbox.exec("echo dirt > dirt.txt; echo t > /tmp/t; (sleep 100 &) ; true")
+                started = time.perf_counter()
+                sandbox.reset(bundle.starter_dir)
+                warm_times.append(time.perf_counter() - started)
+        finally:
+            sandbox.stop()
+        for _ in range(args.fresh):
             started = time.perf_counter()
-            sandbox.reset(bundle.starter_dir)
-            warm_times.append(time.perf_counter() - started)
+            fresh = create_sandbox("docker", spec())
+            fresh.start()
+            fresh.reset(bundle.starter_dir)
+            fresh.stop()
+            fresh_times.append(time.perf_counter() - started)
     finally:
-        sandbox.stop()
-    for _ in range(args.fresh):
-        started = time.perf_counter()
-        fresh = create_sandbox("docker", spec())
-        fresh.start()
-        fresh.reset(bundle.starter_dir)
-        fresh.stop()
-        fresh_times.append(time.perf_counter() - started)
+        spinners.__exit__()
+        watch.__exit__()
     warm, fresh = summary(warm_times), summary(fresh_times)
-    print(json.dumps({
+    _bench.emit({
         "benchmark": "reset_latency", "bundle": bundle.id, "image": image,
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": __import__("os").cpu_count()},
+        "keep_busy_spinners": spinners.count, "machine": _bench.machine(), "code": _bench.code(),
+        "interference": watch.record(),
         "warm_reset": warm, "fresh_container": fresh,
         "fresh_over_warm_median": round(fresh["median_ms"] / warm["median_ms"], 2),
         "fresh_over_warm_p95": round(fresh["p95_ms"] / warm["p95_ms"], 2),
-    }, indent=2))
+    }, args.out)
 
 
 if __name__ == "__main__":
