@@ -272,11 +272,12 @@ def matrix_jobs(matrix: RunMatrix, bundles: dict[str, Bundle], images: dict[str,
     """One job per cell; agents are made per episode (no state shared between threads)."""
     prepared = {name: prepare_data(bundle) for name, bundle in bundles.items()}
     many = matrix.size > 1
+    # one prototype per arm: validates the policy and model now, before anything runs, and names episodes
+    described = {spec: spec.create().describe() for spec in matrix.agents}
     jobs = []
     for bundle_name, spec, seed in matrix.cells():
         bundle = bundles[bundle_name]
-        prototype = spec.create()  # validates the policy and model now, before anything runs
-        eid = episode_id(bundle.id, prototype.describe(), seed)
+        eid = episode_id(bundle.id, described[spec], seed)
         cassette = record.with_name(f"{record.stem}-{eid}{record.suffix}") if (record and many) else record
         image, image_hash = images.get(bundle_name, (None, None))
         jobs.append(EpisodeJob(bundle, seed, eid, _factory(spec, cassette), prepared[bundle_name], image, image_hash))
