@@ -18,6 +18,8 @@ truncates the episode (and grades it, so the last reward is still informative).
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ from .bundles.manifest import Bundle
 from .episode.actions import apply_action
 from .episode.context import Budget, EpisodeContext
 from .episode.events import EventLog
-from .episode.grading import grade_workspace
-from .episode.runner import agent_limits, judge
+from .episode.grading import grade_artefacts
+from .episode.runner import agent_limits, check_output_file, judge
 from .errors import BudgetExceeded, CtxevalError, SandboxError
 from .sandbox import SandboxSpec, create_sandbox
 from .sandbox.base import folder_digest
@@ -59,7 +61,7 @@ class BundleEnv:
 
     # -- lifecycle -------------------------------------------------------------------
     def _start(self) -> None:
-        spec = SandboxSpec(image=self.image, limits=agent_limits(self.bundle),
+        spec = SandboxSpec(image=self.image, limits=agent_limits(self.bundle, self.budget),
                            labels={LABEL_RUN: self.run_id, LABEL_EPISODE: self.run_id},
                            tools_dir=self.bundle.tools_dir, data_dir=self.prepared.public)
         self.sandbox = create_sandbox(self.backend, spec, **self.sandbox_options)
@@ -124,9 +126,17 @@ class BundleEnv:
         return {"task": self.bundle.task_text, "text": text, "step": self.ctx.metrics.steps}
 
     def _grade(self) -> tuple[float, dict[str, Any]]:
-        outcome = grade_workspace(self.bundle, self.backend, self.image, self.sandbox.workspace_handle(),
-                                  self.prepared, {LABEL_RUN: self.run_id}, **self.sandbox_options)
-        success, target_met = judge(self.bundle, outcome, output_valid=self.ctx.output_valid())
+        """Quiesce, copy the workspace out and grade the copy (the next reset thaws the sandbox)."""
+        copied = Path(tempfile.mkdtemp(prefix="ctxeval-env-"))
+        try:
+            priority = [p for p in (self.bundle.grader_submission, self.bundle.output_path) if p]
+            self.sandbox.copy_out(copied / "workspace", priority=priority)
+            output = check_output_file(self.bundle, copied / "workspace")
+            outcome = grade_artefacts(self.bundle, self.backend, self.image, copied / "workspace", self.prepared,
+                                      {LABEL_RUN: self.run_id}, **self.sandbox_options)
+        finally:
+            shutil.rmtree(copied, ignore_errors=True)
+        success, target_met = judge(self.bundle, outcome, output_valid=output["valid"])
         score = outcome.score
         if self.reward_kind == "success":
             reward = float(success)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import secrets
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from evaluator.sandbox import SandboxSpec, create_sandbox
 from evaluator.sandbox.base import (OUTCOME_DISK_FULL, OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT, OUTCOME_OK,
                                     OUTCOME_OUTPUT_CAPPED, OUTCOME_PIDS_LIMIT, OUTCOME_TIMEOUT,
                                     OUTCOME_WALL_TIME)
-from evaluator.sandbox.docker import LABEL_MANAGED, LABEL_ROLE, LABEL_RUN, TOOLS_MOUNT, DATA_MOUNT
+from evaluator.sandbox.base import DEADLINE_GRACE_SECONDS
+from evaluator.sandbox.docker import (DATA_MOUNT, LABEL_DEADLINE, LABEL_MANAGED, LABEL_ROLE, LABEL_RUN, SUPERVISOR_CAPS,
+                                      TOOLS_MOUNT)
 
 try:
     from conftest import SMALL_LIMITS
@@ -143,8 +146,9 @@ def test_unprivileged_user_no_capabilities_no_new_privs(docker_sandbox):
     for cap in ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"):
         assert int(status[cap].strip(), 16) == 0, (cap, status[cap])
     assert status["NoNewPrivs"].strip() == "1"
-    # and the reaper (PID 1) runs as the agent too, not root
-    assert sandbox.exec("stat -c %u /proc/1").stdout.strip() == "1000"
+    # PID 1 (the supervisor) and the exec helpers are another uid, which the agent cannot signal
+    assert sandbox.exec("stat -c %u /proc/1").stdout.strip() == "0"
+    assert "Operation not permitted" in sandbox.exec("kill -STOP 1").stderr
 
 
 # -- filesystem ----------------------------------------------------------------------------------
@@ -367,24 +371,23 @@ echo started
 
 # -- host-side watchdog --------------------------------------------------------------------------
 
-def test_wall_clock_watchdog_kills_the_container(docker_sandbox, docker_client):
+def test_wall_clock_watchdog_ends_every_agent_process_and_keeps_the_workspace(docker_sandbox, docker_client):
     sandbox = docker_sandbox(dataclasses.replace(SMALL_LIMITS, wall_seconds=3))
-    container_id = sandbox.container.id
+    assert sandbox.exec("echo kept > kept.txt").outcome == OUTCOME_OK
     started = time.monotonic()
     result = sandbox.exec("sleep 30", timeout=60)
     assert result.outcome == OUTCOME_WALL_TIME, result
     assert time.monotonic() - started < 10
     assert sandbox.wall_expired
     assert any(e["event"] == "watchdog_kill" for e in sandbox.events)
-    deadline = time.monotonic() + 5  # the engine updates the state just after the kill
-    while (state := docker_client.api.inspect_container(container_id)["State"])["Running"] and \
-            time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not state["Running"], state
-    assert time.monotonic() - started < 10
     # later execs say so at once instead of hanging
     again = sandbox.exec("echo ok")
     assert again.outcome == OUTCOME_WALL_TIME and again.duration_s < 1
+    # the agent's processes are gone, but its workspace is still there to be graded
+    top = docker_client.api.top(sandbox.container.id)
+    assert [p for p in top["Processes"] if "sleep" in " ".join(p)] == []
+    copy = sandbox.copy_out(Path(tempfile.mkdtemp()) / "out")
+    assert copy.copied == ["kept.txt"]
 
 
 # -- container configuration ---------------------------------------------------------------------
@@ -398,7 +401,7 @@ def test_container_host_config_labels_and_stop(docker_sandbox, docker_client):
     assert host["NetworkMode"] == "none"
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"]
-    assert not host.get("CapAdd")
+    assert sorted(host["CapAdd"]) == sorted(SUPERVISOR_CAPS)  # PID 1's and the helpers'; the agent holds none
     assert host["Privileged"] is False
     assert any(opt.startswith("no-new-privileges") for opt in host["SecurityOpt"]), host["SecurityOpt"]
     assert host["PidsLimit"] == SMALL_LIMITS.pids
@@ -407,31 +410,33 @@ def test_container_host_config_labels_and_stop(docker_sandbox, docker_client):
     assert host["NanoCpus"] == int(SMALL_LIMITS.cpus * 1e9)
     assert f"size={SMALL_LIMITS.tmpfs_mb}m" in host["Tmpfs"]["/tmp"]
     assert not host.get("Binds")
+    assert host["AutoRemove"] is True
+    assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "1"}}
     mounts = {m["Destination"]: m for m in info["Mounts"]}
     assert mounts["/workspace"]["Type"] == "volume" and mounts["/workspace"]["RW"] is True
+    workspace_volume = mounts["/workspace"]["Name"]
     for target in (TOOLS_MOUNT, DATA_MOUNT):
         assert mounts[target]["RW"] is False, mounts[target]
-    assert info["Config"]["User"] == "1000:1000"
+    assert info["Config"]["User"] == "0:0"  # PID 1; every command runs as 1000 (test above)
+    assert info["Config"]["OpenStdin"] is True and info["Config"]["StdinOnce"] is True
 
     labels = info["Config"]["Labels"]
     assert labels[LABEL_MANAGED] == "1"
     assert labels[LABEL_ROLE] == "agent"
     assert labels[LABEL_RUN].startswith("pytest-")
-    volume = docker_client.volumes.get(sandbox.volume_name)
-    assert volume.attrs["Labels"][LABEL_MANAGED] == "1"
-    assert volume.attrs["Labels"][LABEL_RUN] == labels[LABEL_RUN]
+    assert abs(float(labels[LABEL_DEADLINE]) - (time.time() + SMALL_LIMITS.wall_seconds + DEADLINE_GRACE_SECONDS)) < 60
 
-    container_id, volume_name = sandbox.container.id, sandbox.volume_name
+    container_id = sandbox.container.id
     sandbox.stop()
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(container_id)
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.volumes.get(volume_name)
+    with pytest.raises(docker.errors.NotFound):  # the workspace went with it
+        docker_client.volumes.get(workspace_volume)
 
 
 # -- cleanup after a crash -----------------------------------------------------------------------
 
-def test_cleanup_removes_leftovers_of_a_crashed_run(docker_client, toy_image):
+def test_cleanup_removes_a_run_whose_sandboxes_could_not_end_themselves(docker_client, toy_image):
     from evaluator.sandbox.cleanup import cleanup
 
     run_id = f"pytest-crash-{secrets.token_hex(6)}"
@@ -442,22 +447,49 @@ def test_cleanup_removes_leftovers_of_a_crashed_run(docker_client, toy_image):
     try:
         sandbox.start()
         sandbox._watchdog.cancel()  # a crashed evaluator has no watchdog either
-        name, volume_name = sandbox.container.name, sandbox.volume_name
+        name = sandbox.container.name
         assert sandbox.exec("echo alive").stdout.strip() == "alive"
-        del sandbox  # the "crash": stop() is never called
+        docker_client.api.pause(sandbox.container.id)  # frozen: it cannot end itself
+        sandbox.channel.close()  # the "crash": the driver hangs up, stop() is never called
+        time.sleep(1)
         assert [c.name for c in docker_client.containers.list(all=True, filters=filters)] == [name]
-        assert [v.name for v in docker_client.volumes.list(filters=filters)] == [volume_name]
 
         report = cleanup(client=docker_client, run_id=run_id)
         assert report.containers == [name]
-        assert report.volumes == [volume_name]
         assert docker_client.containers.list(all=True, filters=filters) == []
-        assert docker_client.volumes.list(filters=filters) == []
     finally:
         for container in docker_client.containers.list(all=True, filters=filters):
-            container.remove(force=True)
-        for volume in docker_client.volumes.list(filters=filters):
-            volume.remove(force=True)
+            container.remove(force=True, v=True)
+
+
+def test_a_sandbox_ends_itself_when_its_driver_hangs_up(docker_client, toy_image):
+    run_id = f"pytest-hangup-{secrets.token_hex(6)}"
+    spec = SandboxSpec(image=toy_image.tag, limits=SMALL_LIMITS, labels={LABEL_RUN: run_id})
+    sandbox = create_sandbox("docker", spec, client=docker_client)
+    sandbox.start()
+    sandbox._watchdog.cancel()
+    volume = next(m["Name"] for m in docker_client.api.inspect_container(sandbox.container.id)["Mounts"]
+                  if m["Destination"] == "/workspace")
+    sandbox.channel.close()  # what the kernel does to the connection of a process that died
+    deadline = time.monotonic() + 10
+    while docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"}) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    assert volume not in {v.name for v in docker_client.volumes.list()}
+
+
+def test_a_sandbox_ends_itself_at_its_deadline(docker_client, toy_image):
+    run_id = f"pytest-deadline-{secrets.token_hex(6)}"
+    spec = SandboxSpec(image=toy_image.tag, limits=dataclasses.replace(SMALL_LIMITS, wall_seconds=1),
+                       labels={LABEL_RUN: run_id})
+    sandbox = create_sandbox("docker", spec, client=docker_client)
+    sandbox.start()
+    sandbox._watchdog.cancel()
+    assert sandbox.channel.request("set_deadline", at=time.time() + 2)["ok"]  # instead of 1 s + the grace
+    time.sleep(5)
+    assert not docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    sandbox.stop()
 
 
 def test_cleanup_of_one_run_leaves_other_runs_alone(docker_sandbox, docker_client):
@@ -479,9 +511,13 @@ def test_copy_out_refuses_symlinks_leaving_the_destination(docker_sandbox, tmp_p
     assert sandbox.exec(setup).outcome == OUTCOME_OK
     outside_before = sorted(p.name for p in tmp_path.iterdir())
     dest = tmp_path / "nested" / "dest"
-    copied = sandbox.copy_out(dest)
+    copy = sandbox.copy_out(dest)
+    copied = copy.copied
 
     assert "good.txt" in copied and "sub/inner.txt" in copied
+    assert {s["name"]: s["reason"] for s in copy.skipped} == {
+        "leak": "a symbolic link", "evil": "a symbolic link", "ok-link": "a symbolic link",
+        "sub/tmp-link": "a symbolic link"}
     assert (dest / "good.txt").read_text() == "fine\n"
     assert not (dest / "leak").exists() and not (dest / "leak").is_symlink()
     assert not (dest / "evil").exists() and not (dest / "evil").is_symlink()
@@ -564,5 +600,5 @@ def test_episode_records_attacks_as_outcomes_and_carries_on(tmp_path, toy_bundle
     assert result["output"]["valid"] is True, result["output"]
     assert result["grade"] is not None and result["grade"]["valid"] is True, result["grade_errors"]
     assert result["score"] is not None and result["grade_errors"] == []
-    assert result["sandbox_events"] == [{"event": "quiesce", "outcome": "ok"}]  # no watchdog kill
+    assert result["sandbox_events"] == [{"event": "quiesce", "outcome": "ok", "killed": True, "frozen": True}]
     assert json.loads((episode_dir / "result.json").read_text())["outcomes"] == expected

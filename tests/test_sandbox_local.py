@@ -218,9 +218,11 @@ def test_copy_out_refuses_symlinks_leaving_the_destination(local_sandbox, tmp_pa
              "ln -s /etc/passwd leak && ln -s ../../../../../../etc evil && ln -s good.txt ok-link")
     assert sandbox.exec(setup).outcome == OUTCOME_OK
     dest = tmp_path / "nested" / "dest"
-    copied = sandbox.copy_out(dest)
+    copy = sandbox.copy_out(dest)
+    copied = copy.copied
 
     assert "good.txt" in copied and "sub/inner.txt" in copied
+    assert sorted(s["name"] for s in copy.skipped) == ["evil", "leak", "ok-link"]
     assert (dest / "good.txt").read_text() == "fine\n"
     assert not (dest / "leak").exists() and not (dest / "leak").is_symlink()
     assert not (dest / "evil").exists() and not (dest / "evil").is_symlink()

@@ -190,24 +190,17 @@ def _artefact_problems(document: dict[str, Any], folder: Path) -> tuple[set[int]
 # -- re-grading ------------------------------------------------------------------------------------
 def regrade_folder(bundle: Bundle, backend: str, image: str | None, prepared: Any, folder: Path,
                    labels: dict[str, str]):
-    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox.
-
-    Under docker the grader mounts a volume, so the folder is first unpacked into a new agent
-    sandbox's workspace (Sandbox.reset); the local grader gets its own copy of the folder."""
-    from ..episode.grading import grade_workspace
-    from ..sandbox import SandboxSpec, create_sandbox
-    if backend == "local":
-        return grade_workspace(bundle, "local", None, str(folder), prepared, labels)
-    from ..episode.runner import agent_limits
-    spec = SandboxSpec(image=image, limits=agent_limits(bundle), labels=labels, tools_dir=bundle.tools_dir,
-                       data_dir=prepared.public)
-    sandbox = create_sandbox(backend, spec)
+    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox. The folder
+    comes from a submission (untrusted): it is vetted like any copy-out first (regular files and
+    folders only, within the artefact limits)."""
+    from ..episode.grading import grade_artefacts
+    from ..sandbox.artefacts import copy_folder
+    vetted = Path(tempfile.mkdtemp(prefix="ctxeval-regrade-"))
     try:
-        sandbox.start()
-        sandbox.reset(folder)
-        return grade_workspace(bundle, backend, image, sandbox.workspace_handle(), prepared, labels)
+        copy_folder(folder, vetted / "workspace")
+        return grade_artefacts(bundle, backend, image, vetted / "workspace", prepared, labels)
     finally:
-        sandbox.stop()
+        shutil.rmtree(vetted, ignore_errors=True)
 
 
 def _output_record(bundle: Bundle, folder: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ValidationFailed, Violation
 from ..jsonschemas import data_violations, project_schema, read_yaml, schema_errors, violations
-from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, FetchSpec, Limits,
+from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, FetchSpec, GraderRunSpec, Limits,
                        SuccessRule, Target, ToolSpec)
 
 MANIFEST_NAME = "bundle.yaml"
@@ -136,6 +136,8 @@ def load_bundle(path: str | Path) -> Bundle:
         grader_command=grader["command"],
         grader_timeout_seconds=float(grader.get("timeout_seconds", DEFAULT_GRADER_TIMEOUT_SECONDS)),
         grader_submission=grader.get("submission"),
+        grader_run=(GraderRunSpec(grader["run"]["plan"], float(grader["run"].get("timeout_seconds", 300)))
+                    if "run" in grader else None),
         output_path=output["path"], output_schema_path=schema_file, output_schema=output_schema,
         target=target, limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
     )

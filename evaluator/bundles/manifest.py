@@ -122,6 +122,15 @@ class ControllerSpec:
 
 
 @dataclass(frozen=True)
+class GraderRunSpec:
+    """A grader that grades by running the submission: its plan command, and the time the whole
+    run stage may take (every command of the plan together)."""
+
+    plan: str
+    timeout_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A loaded, validated bundle. Paths are absolute."""
 
@@ -151,6 +160,7 @@ class Bundle:
     target: Target
     limits: Limits
     controller: ControllerSpec | None = None
+    grader_run: GraderRunSpec | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,4 +1,11 @@
-"""Grading in a separate sandbox: the workspace read-only, private answers mounted only here."""
+"""Grading in a separate sandbox that alone sees the private answers.
+
+The grader never sees the agent's sandbox: it gets the artefacts copied out of it (vetted on the
+host: regular files and folders only, within limits) as a read-only workspace, so it grades
+exactly the bytes that were copied out, and nothing the agent left running can touch them. A
+grader that grades by running the submission declares a run stage (grader_run.py): the agent's
+code then runs in a sandbox of its own without the grader or the answers.
+"""
 from __future__ import annotations
 
 import json
@@ -12,12 +19,16 @@ from typing import Any
 from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
 from ..jsonschemas import data_violations, project_schema, violations
-from ..sandbox import SandboxLimits, SandboxSpec, create_sandbox
+from ..sandbox import Sandbox, SandboxLimits, SandboxSpec, Scratch, create_sandbox
+from ..sandbox.artefacts import ArtefactLimits, read_regular
 from ..sandbox.base import ROLE_GRADER
-from ..sandbox.docker import LABEL_RUN
+from ..sandbox.docker import LABEL_RUN, OUTPUT_MOUNT
 
 GRADE_FILE = "grade.json"
 GRADER_OUTPUT_BYTES = 1024 * 1024
+GRADER_OUTPUT = Scratch(env="CTXEVAL_OUTPUT", mount=OUTPUT_MOUNT, writable=True, size_mb=64)
+RUN_RESULTS = Scratch(env="CTXEVAL_RUN_RESULTS", mount="/grading/results", writable=False, size_mb=256)
+OUTPUT_LIMITS = ArtefactLimits(max_bytes=64 * 1024 * 1024, max_file_bytes=16 * 1024 * 1024, max_files=5000)
 
 
 @dataclass
@@ -35,42 +46,53 @@ class GradeOutcome:
         return self.grade.get("score") if self.valid else None
 
 
-def grader_limits(bundle: Bundle) -> SandboxLimits:
+def grader_limits(bundle: Bundle, extra_seconds: float = 0.0) -> SandboxLimits:
     limits = bundle.limits
     return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
                          tmpfs_mb=limits.tmpfs_mb, workspace_mb=limits.workspace_cap_mb,
-                         exec_timeout_seconds=bundle.grader_timeout_seconds,
-                         output_bytes=GRADER_OUTPUT_BYTES, wall_seconds=bundle.grader_timeout_seconds + 120)
+                         exec_timeout_seconds=bundle.grader_timeout_seconds, output_bytes=GRADER_OUTPUT_BYTES,
+                         wall_seconds=bundle.grader_timeout_seconds + extra_seconds + 120)
 
 
-def grade_workspace(bundle: Bundle, backend: str, image: str | None, workspace_source: str,
+def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: Path | None,
                     prepared: PreparedData, labels: dict[str, str], **sandbox_options: Any) -> GradeOutcome:
-    """Run the bundle's grader against a workspace (docker volume name or local folder)."""
-    copy: Path | None = None
-    if backend == "local":  # a local grader gets its own copy: it cannot change the agent's files
-        copy = Path(tempfile.mkdtemp(prefix="ctxeval-grade-ws-"))
-        shutil.copytree(workspace_source, copy, dirs_exist_ok=True, symlinks=True)
-        workspace_source = str(copy)
-    spec = SandboxSpec(image=image, limits=grader_limits(bundle), labels=labels, role=ROLE_GRADER,
+    """Run the bundle's grader on a host folder of artefacts (None: an empty workspace)."""
+    from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
+
+    run_seconds = bundle.grader_run.timeout_seconds + RUN_STAGE_SLACK_SECONDS if bundle.grader_run else 0.0
+    spec = SandboxSpec(image=image, limits=grader_limits(bundle, run_seconds), labels=labels, role=ROLE_GRADER,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
-                       private_dir=prepared.private, workspace_read_only=True,
-                       workspace_source=workspace_source)
+                       private_dir=prepared.private, workspace_files=artefacts, workspace_read_only=True,
+                       scratch=(GRADER_OUTPUT, RUN_RESULTS) if bundle.grader_run else (GRADER_OUTPUT,))
     sandbox = create_sandbox(backend, spec, **sandbox_options)
+    scratch = Path(tempfile.mkdtemp(prefix="ctxeval-grade-"))
+    log: dict[str, Any] = {}
     try:
         sandbox.start()
+        if bundle.grader_run is not None:
+            problem = run_stage(bundle, sandbox, backend, image, artefacts, prepared, labels, scratch, log,
+                                sandbox_options)
+            if problem:
+                return GradeOutcome(None, [problem], log)
         run = sandbox.exec(bundle.grader_command)
-        log = {"grader": run.to_record()}
-        read = sandbox.exec(f'cat "$CTXEVAL_OUTPUT/{GRADE_FILE}"', output_cap=GRADER_OUTPUT_BYTES)
+        log["grader"] = run.to_record()
+        if run.exit_code != 0:
+            return GradeOutcome(None, [f"grader failed ({run.outcome}, exit {run.exit_code}): "
+                                       f"{run.stderr.strip()[-1500:]}"], log)
+        text = read_output_file(sandbox, GRADE_FILE, scratch / "output")
     finally:
         sandbox.stop()
-        if copy is not None:
-            shutil.rmtree(copy, ignore_errors=True)
-    if run.exit_code != 0:
-        return GradeOutcome(None, [f"grader failed ({run.outcome}, exit {run.exit_code}): "
-                                   f"{run.stderr.strip()[-1500:]}"], log)
-    if read.exit_code != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if text is None:
         return GradeOutcome(None, [f"the grader wrote no {GRADE_FILE}"], log)
-    return parse_grade(read.stdout, log)
+    return parse_grade(text, log)
+
+
+def read_output_file(sandbox: Sandbox, name: str, dest: Path) -> str | None:
+    """A file the grader wrote under $CTXEVAL_OUTPUT, read on the host from a vetted copy."""
+    copy = sandbox.export(GRADER_OUTPUT, dest, OUTPUT_LIMITS)
+    data = read_regular(dest / name, GRADER_OUTPUT_BYTES) if name in copy.copied else None
+    return None if data is None else data.decode("utf-8", "replace")
 
 
 def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
@@ -84,24 +106,21 @@ def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
 
 def grade_submission_file(bundle: Bundle, submission: Path, backend: str, image: str | None,
                           prepared: PreparedData) -> GradeOutcome:
-    """Grade one file outside any episode (as `mlebench grade-sample` does): the file is put in a
-    fresh workspace under the name the grader reads, then graded as an episode would be."""
+    """Grade one file outside any episode (as `mlebench grade-sample` does): the file is put in an
+    otherwise empty workspace under the name the grader reads, then graded as an episode would be."""
     from ..errors import CtxevalError
-    from .runner import agent_limits
 
     if not bundle.grader_submission:
         raise CtxevalError(f"bundle {bundle.id!r} does not name its submission file (grader.submission)")
-    if not submission.is_file():
-        raise CtxevalError(f"submission not found: {submission}")
-    labels = {LABEL_RUN: f"grade-{secrets.token_hex(4)}"}
-    spec = SandboxSpec(image=image, limits=agent_limits(bundle), labels=labels, tools_dir=bundle.tools_dir,
-                       data_dir=prepared.public)
-    sandbox = create_sandbox(backend, spec)
+    data = read_regular(submission, 1 << 34) if submission.is_file() else None
+    if data is None:
+        raise CtxevalError(f"submission not found (or not a regular file): {submission}")
+    folder = Path(tempfile.mkdtemp(prefix="ctxeval-submission-"))
     try:
-        sandbox.start()
-        written = sandbox.write_file(bundle.grader_submission, submission.read_bytes())
-        if not written.ok:
-            raise CtxevalError(f"could not place the submission in the sandbox: {written.stderr.strip()}")
-        return grade_workspace(bundle, backend, image, sandbox.workspace_handle(), prepared, labels)
+        target = folder / bundle.grader_submission
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        labels = {LABEL_RUN: f"grade-{secrets.token_hex(4)}"}
+        return grade_artefacts(bundle, backend, image, folder, prepared, labels)
     finally:
-        sandbox.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import CtxevalError
-from .base import Sandbox, SandboxLimits, SandboxSpec
+from .base import Sandbox, SandboxLimits, SandboxSpec, Scratch
 
 BACKENDS = ("docker", "local")
 
@@ -44,5 +44,5 @@ def create_sandbox(backend: str, spec: SandboxSpec, **options: Any) -> Sandbox:
     raise CtxevalError(f"unknown sandbox backend {backend!r}")
 
 
-__all__ = ["BACKENDS", "Sandbox", "SandboxLimits", "SandboxSpec", "create_sandbox", "resolve_backend",
+__all__ = ["BACKENDS", "Sandbox", "SandboxLimits", "SandboxSpec", "Scratch", "create_sandbox", "resolve_backend",
            "docker_engine_answers"]

@@ -8,14 +8,14 @@ from __future__ import annotations
 import abc
 import hashlib
 import io
-import json
 import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..hashing import iter_files
+from .artefacts import ArtefactCopy, ArtefactLimits
 
 # Outcomes of one exec, recorded as they are in events and results.
 OUTCOME_OK = "ok"
@@ -31,7 +31,12 @@ OUTCOME_DISK_FULL = "disk_full"
 DISK_FULL_MESSAGE = b"No space left on device"
 
 ROLE_AGENT = "agent"
-ROLE_GRADER = "grader"
+ROLE_GRADER = "grader"  # runs the bundle's grader: sees the private answers, never runs the agent's code
+ROLE_SUBMISSION = "submission"  # runs the agent's code for a grader that grades by behaviour: no answers
+
+# How long a sandbox outlives its wall budget before it ends itself, whatever became of the process
+# that started it (the host watchdog acts first; this covers a driver killed or lost).
+DEADLINE_GRACE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,22 @@ class SandboxLimits:
 
 
 @dataclass(frozen=True)
+class Scratch:
+    """A size-capped folder of the sandbox's own besides the workspace (docker: an anonymous tmpfs
+    volume), optionally filled from a host folder at start; its path is given to the sandbox's
+    programs in the environment variable `env`. It can be copied out with `Sandbox.export`."""
+
+    env: str
+    mount: str
+    files: Path | None = None
+    writable: bool = True  # by the sandbox user; otherwise its files are root's, read-only to it
+    size_mb: int = 64
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
-    """What to start. Host folders are mounted read-only; the workspace is the only shared state."""
+    """What to start. Host folders are mounted read-only; nothing is shared with another sandbox:
+    what one sandbox's workspace holds reaches another only as files copied out and vetted."""
 
     image: str | None
     limits: SandboxLimits
@@ -58,9 +77,15 @@ class SandboxSpec:
     data_dir: Path | None = None
     grader_dir: Path | None = None
     private_dir: Path | None = None
-    workspace_read_only: bool = False
-    workspace_source: str | None = None  # an existing volume (docker) / folder (local) to mount
+    workspace_files: Path | None = None  # a host folder placed in the workspace at start
+    workspace_read_only: bool = False  # the workspace's files are root's: the sandbox user only reads
+    scratch: tuple[Scratch, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Seconds after start at which the sandbox ends itself."""
+        return self.limits.wall_seconds + DEADLINE_GRACE_SECONDS
 
 
 @dataclass
@@ -128,6 +153,25 @@ DIGEST_COMMAND = ('cd "$CTXEVAL_WORKSPACE" && find . -type f -print0 | LC_ALL=C 
                   '| xargs -0 -r sha256sum')
 
 
+# Reads one regular file as the sandbox user: no link followed, never blocks on a FIFO or device.
+READ_TIMEOUT_SECONDS = 20.0
+READ_FILE_COMMAND = 'exec python3 -I -S -c "$1" "$2" "$3"'
+READ_FILE_SCRIPT = r"""
+import os, stat, sys
+try:
+    fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+except OSError as exc:
+    sys.exit(f"{exc.strerror}: {sys.argv[1]}")
+if not stat.S_ISREG(os.fstat(fd).st_mode):
+    sys.exit(f"not a regular file: {sys.argv[1]}")
+os.set_blocking(fd, True)
+left = int(sys.argv[2])
+while left > 0 and (chunk := os.read(fd, min(left, 1 << 20))):
+    sys.stdout.buffer.write(chunk)
+    left -= len(chunk)
+"""
+
+
 def folder_digest(folder: Path) -> str:
     """The host-side twin of Sandbox.workspace_digest, for a starter folder."""
     lines = []
@@ -158,50 +202,6 @@ def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
     return OUTCOME_NONZERO_EXIT
 
 
-MAX_ARTEFACTS_BYTES = 200 * 1024 * 1024  # the whole copy-out (tar stream)
-MAX_ARTEFACT_FILE_BYTES = 50 * 1024 * 1024  # one file; bigger ones are listed as skipped, not copied
-
-# Streams the workspace as a tar to stdout (regular files up to a size, folders; links and devices
-# never), and the names it skipped to stderr as JSON. Runs inside the sandbox with its python3.
-COPY_OUT_SCRIPT = r"""
-import json, os, sys, tarfile
-root, limit = os.environ["CTXEVAL_WORKSPACE"], int(sys.argv[1])
-skipped = []
-with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tar:
-    for folder, dirs, files in os.walk(root):
-        dirs.sort(); files.sort()
-        for name in files:
-            path = os.path.join(folder, name)
-            rel = os.path.relpath(path, root)
-            try:
-                info = os.lstat(path)
-            except OSError:
-                continue
-            if not os.path.isfile(path) or os.path.islink(path):
-                skipped.append({"name": rel, "reason": "not a regular file"})
-            elif info.st_size > limit:
-                skipped.append({"name": rel, "reason": f"{info.st_size} bytes > {limit}"})
-            else:
-                tar.add(path, arcname=rel, recursive=False)
-sys.stderr.write(json.dumps(skipped[:1000]))
-"""
-
-
-def safe_extract(archive: bytes, dest: Path) -> list[str]:
-    """Extract a tar from untrusted hands: no absolute paths, no links or devices leaving `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    names = []
-    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:*") as tar:
-        for member in tar:
-            try:
-                tar.extract(member, dest, filter="data")
-            except (tarfile.FilterError, OSError):
-                continue  # refused: recorded by absence; never written outside dest
-            if member.isfile():
-                names.append(member.name.removeprefix("./"))
-    return sorted(names)
-
-
 def tar_of_folder(folder: Path) -> bytes:
     """An in-memory tar of a folder's contents (names relative to it), for workspace restore."""
     buffer = io.BytesIO()
@@ -221,6 +221,7 @@ class Sandbox(abc.ABC):
     def __init__(self, spec: SandboxSpec):
         self.spec = spec
         self.started_at: float | None = None
+        self.events: list[dict[str, Any]] = []  # what the sandbox itself did (quiesce, watchdog, ...)
 
     # lifecycle
     @abc.abstractmethod
@@ -248,36 +249,38 @@ class Sandbox(abc.ABC):
         Never raises for the command's own failure: timeouts, caps and kills are outcomes.
         """
 
-    def copy_out(self, dest: Path, max_bytes: int = MAX_ARTEFACTS_BYTES,
-                 max_file_bytes: int = MAX_ARTEFACT_FILE_BYTES) -> list[str]:
-        """Copy the workspace's regular files to a host folder safely; return the names copied.
-        Files over `max_file_bytes`, links and devices are skipped (listed in `self.skipped_artefacts`);
-        a stream over `max_bytes` in all raises SandboxError."""
-        from ..errors import SandboxError
-        result = self.exec("python3 -c \"$1\" \"$2\"", args=[COPY_OUT_SCRIPT, str(max_file_bytes)],
-                           output_cap=max_bytes, timeout=120)
-        if result.exit_code != 0:
-            raise SandboxError(f"copying the workspace out failed ({result.outcome}): {result.stderr[-500:]}")
-        try:
-            self.skipped_artefacts = json.loads(result.stderr or "[]")
-        except json.JSONDecodeError:
-            self.skipped_artefacts = [{"name": "?", "reason": result.stderr[-300:]}]
-        return safe_extract(result.raw_stdout, dest)
+    @abc.abstractmethod
+    def copy_out(self, dest: Path, limits: ArtefactLimits = ArtefactLimits(),
+                 priority: Iterable[str] = ()) -> ArtefactCopy:
+        """Copy the workspace's regular files and folders to a host folder within `limits`
+        (nothing else, never through the sandbox's own programs). Quiesces first: after a copy-out
+        nothing of the agent's runs in the sandbox until `reset`."""
 
     @abc.abstractmethod
-    def workspace_handle(self) -> str:
-        """What another sandbox mounts to see this workspace (a volume name, a folder)."""
+    def export(self, scratch: Scratch, dest: Path, limits: ArtefactLimits = ArtefactLimits()) -> ArtefactCopy:
+        """Copy one scratch folder's files to a host folder within `limits` (quiesce first when
+        the sandbox's user may still be writing there)."""
+
+    @abc.abstractmethod
+    def upload(self, scratch: Scratch, folder: Path) -> None:
+        """Place a host folder's files in a scratch folder of a started sandbox."""
+
+    @abc.abstractmethod
+    def kill_agent(self) -> bool:
+        """Kill every process the sandbox user runs (the sandbox stays usable); True when none is left."""
 
     def write_file(self, path: str, data: bytes) -> ExecResult:
         """Write a file as the sandbox user (relative paths are under the workspace)."""
         return self.exec('mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', args=[path], stdin=data)
 
-    def read_file(self, path: str, max_bytes: int = 1024 * 1024) -> bytes | None:
-        """A file's bytes (at most `max_bytes`), or None when it cannot be read."""
-        result = self.exec('cat -- "$1"', args=[path], output_cap=max_bytes)
+    def read_file(self, path: str, max_bytes: int = 1024 * 1024, timeout: float = READ_TIMEOUT_SECONDS) -> bytes | None:
+        """A regular file's bytes (at most `max_bytes`), or None when it is missing, not a regular
+        file (a FIFO never blocks the read) or cannot be read in `timeout` seconds."""
+        result = self.exec(READ_FILE_COMMAND, args=[READ_FILE_SCRIPT, path, str(max_bytes)],
+                           output_cap=max_bytes, timeout=timeout)
         if result.exit_code != 0 and result.outcome != OUTCOME_OUTPUT_CAPPED:
             return None
-        return result.raw_stdout
+        return result.raw_stdout[:max_bytes]
 
     def workspace_digest(self) -> str | None:
         """sha256 over the workspace's files (names and contents), computed inside the sandbox."""

@@ -1,10 +1,18 @@
-"""Remove containers and volumes ctxeval left behind (a crashed or killed run), by label."""
+"""Finding and removing containers ctxeval left behind, by label.
+
+Every sandbox normally ends itself (its PID 1 exits when the process that started it goes away,
+or at its deadline, and the engine removes it with its volumes). What remains is what an engine
+could not end: a paused container, a runtime that ignores the exit, a sandbox whose driver is
+still alive but stuck. `cleanup` removes a run's containers (or all of ctxeval's), and
+`expired`/`leftovers` find those past their deadline or belonging to other runs.
+"""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from .docker import LABEL_MANAGED, LABEL_RUN
+from .docker import LABEL_DEADLINE, LABEL_MANAGED, LABEL_RUN
 
 
 @dataclass
@@ -13,20 +21,69 @@ class CleanupReport:
     volumes: list[str]
 
 
-def cleanup(client: Any = None, run_id: str | None = None) -> CleanupReport:
+@dataclass(frozen=True)
+class Leftover:
+    name: str
+    run: str | None
+    status: str
+    deadline: float | None
+
+    def expired(self, now: float) -> bool:
+        return self.deadline is not None and self.deadline < now
+
+
+def _client(client: Any) -> Any:
     if client is None:
         import docker
         client = docker.from_env(timeout=60)
+    return client
+
+
+def leftovers(client: Any = None, exclude_run: str | None = None) -> list[Leftover]:
+    """Every ctxeval container the engine holds (but those of `exclude_run`)."""
+    found = []
+    for container in _client(client).containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=1"}):
+        labels = container.labels or {}
+        if exclude_run is not None and labels.get(LABEL_RUN) == exclude_run:
+            continue
+        try:
+            deadline = float(labels[LABEL_DEADLINE])
+        except (KeyError, ValueError):
+            deadline = None
+        found.append(Leftover(container.name, labels.get(LABEL_RUN), container.status, deadline))
+    return found
+
+
+def _remove(container: Any) -> bool:
+    try:
+        container.remove(force=True, v=True)
+        return True
+    except Exception:
+        return False  # already being removed (auto-remove) or gone
+
+
+def cleanup(client: Any = None, run_id: str | None = None, expired_only: bool = False) -> CleanupReport:
+    """Remove a run's containers (all of ctxeval's without `run_id`; only those past their deadline
+    with `expired_only`) and the labelled volumes no container uses any more."""
+    client = _client(client)
     filters = {"label": [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])}
+    now = time.time()
     containers = []
     for container in client.containers.list(all=True, filters=filters):
-        container.remove(force=True)
-        containers.append(container.name)
+        if expired_only:
+            try:
+                if float((container.labels or {}).get(LABEL_DEADLINE, "inf")) >= now:
+                    continue
+            except ValueError:
+                continue
+        if _remove(container):
+            containers.append(container.name)
     volumes = []
-    for volume in client.volumes.list(filters=filters):
-        try:
-            volume.remove(force=True)
-            volumes.append(volume.name)
-        except Exception:
-            pass  # still in use by a container of another process
+    if not expired_only:
+        for volume in client.volumes.list(filters=filters):
+            try:
+                volume.remove(force=True)
+                volumes.append(volume.name)
+            except Exception:
+                pass  # still in use by a container of another process
     return CleanupReport(containers, volumes)

@@ -1,8 +1,19 @@
-"""The docker backend: a hardened, long-lived container per sandbox, driven with `docker exec`.
+"""The docker backend: one hardened, self-ending container per sandbox.
 
-The container's PID 1 is a tiny reaper, so `kill -KILL -1` from the agent's uid (used by reset)
-kills every agent process but cannot stop the container. The workspace is a labelled named
-volume; everything else the agent can write is tmpfs (/tmp, /dev/shm).
+- PID 1 is ctxeval's supervisor (inside/supervisor.py), root inside the container with only
+  SUPERVISOR_CAPS; everything the agent runs runs as AGENT_UID with no capability at all, so the
+  agent can neither signal nor ptrace PID 1 or the exec helpers, and nothing the evaluator trusts
+  lives where the agent can write.
+- Every command goes through inside/exec_helper.py (timeout, output cap, group kill, counters on
+  a nonce-marked last line). The host bounds every exec: at its deadline plus EXEC_GRACE_SECONDS it
+  asks PID 1 to kill every agent process, and gives up EXEC_GRACE_SECONDS later whatever happens.
+- The container's stdin is attached by this process; the engine closes it when we are gone and
+  PID 1 then ends the container, which the engine removes with its volumes (auto-remove). PID 1
+  also ends it at its deadline, a label records that deadline for `ctxeval clean`.
+- The workspace and scratch folders are anonymous tmpfs volumes (size-capped, gone with the
+  container). Copy-out reads the workspace through the engine's archive API after every agent
+  process is killed and the container frozen: no program of the sandbox takes part in it.
+- Host folders are bind-mounted read-only from neutral staged paths (staging.py).
 """
 from __future__ import annotations
 
@@ -11,22 +22,35 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from ..errors import SandboxError
-from .base import (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult,
-                   OutputCollector, Sandbox, SandboxSpec, classify, tar_of_folder)
+from .artefacts import ArtefactCopy, ArtefactLimits, copy_tar_stream, tar_for_upload
+from .base import (OUTCOME_NONZERO_EXIT, OUTCOME_PIDS_LIMIT, OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT,
+                   OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec, Scratch,
+                   classify, tar_of_folder)
+from .exec_stream import ExecPump
+from .inside import source
+from .staging import stage
+from .supervisor_channel import SupervisorChannel
 
 # Secure defaults, all applied to every container.
 AGENT_UID = 1000
 AGENT_USER = f"{AGENT_UID}:{AGENT_UID}"
-NETWORK_MODE = "none"
+SUPERVISOR_USER = "0:0"  # PID 1 and the exec helpers; see SUPERVISOR_CAPS
 CAP_DROP = ["ALL"]
+# What PID 1 and the exec helpers need: end the agent's processes (KILL), start commands as the
+# agent (SETUID, SETGID) with an empty bounding set (SETPCAP). The agent's processes hold none.
+SUPERVISOR_CAPS = ["KILL", "SETUID", "SETGID", "SETPCAP"]
+NETWORK_MODE = "none"
 SECURITY_OPT = ["no-new-privileges:true"]
 SHM_SIZE = "64m"
 NOFILE_LIMIT = 4096
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file over 1 GiB
-EXEC_GRACE_SECONDS = 5.0  # host-side wait past the in-container timeout before forcing a kill
+LOG_DRIVER = "json-file"
+LOG_OPTIONS = {"max-size": "1m", "max-file": "1"}  # the engine's log of a container: 1 MiB at most
+EXEC_GRACE_SECONDS = 5.0  # past an exec's timeout: then kill every agent process; as long again: give up
+PYTHON = ["python3", "-I", "-S", "-c"]  # isolated: no cwd, no environment, no site on the path
 
 WORKSPACE_MOUNT = "/workspace"
 TOOLS_MOUNT = "/opt/ctxeval/tools"
@@ -39,68 +63,23 @@ LABEL_MANAGED = "ctxeval.managed"
 LABEL_RUN = "ctxeval.run"
 LABEL_EPISODE = "ctxeval.episode"
 LABEL_ROLE = "ctxeval.role"
+LABEL_DEADLINE = "ctxeval.deadline"  # UNIX time at which the sandbox ends itself
 
-# PID 1: reaps orphans and ignores every signal it has no handler for (namespace init rules).
-# It sweeps before every wait, so orphans that died before a SIGCHLD was seen are reaped too.
-REAPER = (
-    "import os, signal\n"
-    "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})\n"
-    "while True:\n"
-    "    try:\n"
-    "        while os.waitpid(-1, os.WNOHANG)[0] > 0:\n"
-    "            pass\n"
-    "    except ChildProcessError:\n"
-    "        pass\n"
-    "    signal.sigwait({signal.SIGCHLD})\n"
-)
-
-# Runs each command under coreutils `timeout` in its own process group, kills that group when the
-# command ends (so nothing it forked lives on unless it left the group on purpose), and reports
-# the cgroup's pids-limit and OOM-kill counters before and after on a last stderr line. The
-# counters are read with shell builtins only: after a fork bomb, forking may still fail. (The
-# image's sh is dash: `kill -s KILL -- -PGID` is the spelling it accepts.)
-COUNTERS_MARK = b"\x1ectxeval-exec "
-EXEC_WRAPPER = r"""
-pe() { P=0; for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do
-  [ -r "$f" ] && { while read k v; do [ "$k" = max ] && P=$v; done < "$f"; return; }; done; }
-oe() { O=0; for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do
-  [ -r "$f" ] && { while read k v; do [ "$k" = oom_kill ] && O=$v; done < "$f"; return; }; done; }
-pe; p0=$P; oe; o0=$O
-cmd="$1"; shift
-exec 3<&0
-timeout -k 2 "$CTXEVAL_EXEC_TIMEOUT" bash -c "$cmd" "$@" <&3 3<&- &
-t=$!
-exec 3<&-
-echo "$t" > "/tmp/.ctxeval-exec-$CTXEVAL_EXEC_ID" 2>/dev/null
-wait "$t"; rc=$?
-for i in 1 2 3 4 5; do kill -s KILL -- "-$t" 2>/dev/null || break; done
-pe; oe
-printf '\036ctxeval-exec %s %s %s %s %s\n' "$rc" "$p0" "$P" "$o0" "$O" >&2
-rm -f "/tmp/.ctxeval-exec-$CTXEVAL_EXEC_ID" 2>/dev/null
-exit "$rc"
-"""
-
-# Reset (run without the wrapper): stop then kill every process of the agent's uid except this
-# shell (PID 1 is immune) until none is left; clear temp space and the workspace; unpack the
-# starter from stdin.
-KILL_ALL_SCRIPT = r"""
-for round in 1 2 3 4 5 6 7 8; do
-  kill -STOP -1 2>/dev/null; kill -KILL -1 2>/dev/null
-  others=0
-  for d in /proc/[0-9]*; do
-    p=${d#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] || others=1
-  done
-  [ $others = 0 ] && break
-  sleep 0.05
-done
-"""
-RESET_SCRIPT = KILL_ALL_SCRIPT + r"""
+# Reset, as the agent's uid once PID 1 has killed every agent process: clear temp space and the
+# workspace, unpack the starter from stdin.
+RESET_SCRIPT = r"""
 for dir in /tmp /dev/shm "$CTXEVAL_WORKSPACE"; do
   chmod -R u+rwX "$dir" 2>/dev/null
   find "$dir" -mindepth 1 -delete 2>/dev/null
 done
 tar -x -C "$CTXEVAL_WORKSPACE" --no-same-owner --no-same-permissions
 """
+
+
+def _tmpfs_volume(mount: str, size_mb: int, owner: int, read_only: bool = False) -> Any:
+    from docker.types import DriverConfig, Mount
+    options = {"type": "tmpfs", "device": "tmpfs", "o": f"size={size_mb}m,uid={owner},gid={owner},mode=0755"}
+    return Mount(mount, None, type="volume", read_only=read_only, driver_config=DriverConfig("local", options))
 
 
 class DockerSandbox(Sandbox):
@@ -116,182 +95,219 @@ class DockerSandbox(Sandbox):
         self.client = client
         self.runtime = runtime
         self.container: Any = None
-        self.volume_name: str | None = spec.workspace_source
-        self._owns_volume = spec.workspace_source is None
+        self.channel: SupervisorChannel | None = None
+        self.deadline: float | None = None
+        self.paused = False
+        self.removed = False
         self._watchdog: threading.Timer | None = None
         self.wall_expired = False
         self.events: list[dict[str, Any]] = []
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- configuration -----------------------------------------------------------------------------
     def _labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "1", LABEL_ROLE: self.spec.role, **self.spec.labels}
+        return {LABEL_MANAGED: "1", LABEL_ROLE: self.spec.role, LABEL_DEADLINE: f"{self.deadline:.0f}",
+                **self.spec.labels}
 
     def _mounts(self) -> list[Any]:
         from docker.types import Mount
-
-        mounts = [Mount(WORKSPACE_MOUNT, self.volume_name, type="volume",
-                        read_only=self.spec.workspace_read_only)]
+        limits = self.spec.limits
+        owner = 0 if self.spec.workspace_read_only else AGENT_UID
+        mounts = [_tmpfs_volume(WORKSPACE_MOUNT, limits.workspace_mb, owner)]
+        mounts += [_tmpfs_volume(s.mount, s.size_mb, AGENT_UID if s.writable else 0) for s in self.spec.scratch]
         for host, target in ((self.spec.tools_dir, TOOLS_MOUNT), (self.spec.data_dir, DATA_MOUNT),
                              (self.spec.grader_dir, GRADER_MOUNT), (self.spec.private_dir, PRIVATE_MOUNT)):
             if host is not None:
-                mounts.append(Mount(target, str(Path(host).resolve()), type="bind", read_only=True))
+                mounts.append(Mount(target, str(stage(Path(host))), type="bind", read_only=True))
         return mounts
 
     def environment(self) -> dict[str, str]:
         env = {"CTXEVAL_WORKSPACE": WORKSPACE_MOUNT, "CTXEVAL_TOOLS": TOOLS_MOUNT,
                "CTXEVAL_DATA": DATA_MOUNT, "HOME": "/tmp", "TMPDIR": "/tmp"}
         if self.spec.role == ROLE_GRADER:
-            env.update(CTXEVAL_GRADER=GRADER_MOUNT, CTXEVAL_PRIVATE=PRIVATE_MOUNT,
-                       CTXEVAL_OUTPUT=OUTPUT_MOUNT)
+            env.update(CTXEVAL_GRADER=GRADER_MOUNT, CTXEVAL_PRIVATE=PRIVATE_MOUNT)
+        env.update({s.env: s.mount for s in self.spec.scratch})
         return {**env, **self.spec.env}
 
-    def start(self) -> None:
-        from docker.types import Ulimit
-
-        limits = self.spec.limits
-        if self.volume_name is None:
-            self.volume_name = f"ctxeval-ws-{secrets.token_hex(6)}"
-            # a tmpfs volume: its size is a hard cap on what the agent can write (a disk fill ends in
-            # ENOSPC, not a full host disk). It lives while a container mounts it: the agent's
-            # container outlives copy-out and grading.
-            self.client.volumes.create(name=self.volume_name, labels=self._labels(), driver="local",
-                                       driver_opts={"type": "tmpfs", "device": "tmpfs",
-                                                    "o": f"size={limits.workspace_mb}m,uid={AGENT_UID},"
-                                                         f"gid={AGENT_UID},mode=0755"})
-        tmpfs = {"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"}
-        if self.spec.role == ROLE_GRADER:
-            tmpfs[OUTPUT_MOUNT] = "rw,nosuid,nodev,size=16m,uid=1000,gid=1000,mode=0755"
-        options: dict[str, Any] = dict(
-            command=["python3", "-c", REAPER], detach=True, user=AGENT_USER,
-            name=f"ctxeval-{self.spec.role}-{secrets.token_hex(5)}", hostname="sandbox",
-            network_mode=NETWORK_MODE, read_only=True, cap_drop=CAP_DROP, security_opt=SECURITY_OPT,
-            pids_limit=limits.pids, mem_limit=f"{limits.memory_mb}m",
+    def _config(self) -> dict[str, Any]:
+        from docker.types import LogConfig, Ulimit
+        limits, api = self.spec.limits, self.client.api
+        host_config = api.create_host_config(
+            network_mode=NETWORK_MODE, read_only=True, cap_drop=CAP_DROP, cap_add=SUPERVISOR_CAPS,
+            security_opt=SECURITY_OPT, pids_limit=limits.pids, mem_limit=f"{limits.memory_mb}m",
             memswap_limit=f"{limits.memory_mb}m", nano_cpus=int(limits.cpus * 1e9),
-            tmpfs=tmpfs, shm_size=SHM_SIZE, mounts=self._mounts(), labels=self._labels(),
-            working_dir=WORKSPACE_MOUNT, environment=self.environment(),
+            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"}, shm_size=SHM_SIZE,
+            mounts=self._mounts(), auto_remove=True, runtime=self.runtime,
+            log_config=LogConfig(type=LOG_DRIVER, config=LOG_OPTIONS),
             ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT),
-                     Ulimit(name="fsize", soft=MAX_FILE_BYTES, hard=MAX_FILE_BYTES)],
-        )
-        if self.runtime:
-            options["runtime"] = self.runtime
+                     Ulimit(name="fsize", soft=MAX_FILE_BYTES, hard=MAX_FILE_BYTES)])
+        config = api.create_container_config(
+            self.spec.image, [*PYTHON, source("supervisor"), f"{self.deadline:.3f}"], user=SUPERVISOR_USER,
+            detach=True, stdin_open=True, hostname="sandbox", labels=self._labels(),
+            environment=self.environment(), working_dir="/", host_config=host_config)
+        config["StdinOnce"] = True  # the engine closes PID 1's stdin when our connection drops
+        return config
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        api = self.client.api
+        self.deadline = time.time() + self.spec.deadline_seconds
+        name = f"ctxeval-{self.spec.role}-{secrets.token_hex(5)}"
+        container_id = api.create_container_from_config(self._config(), name=name)["Id"]
+        self.container = self.client.containers.get(container_id)
         try:
-            self.container = self.client.containers.run(self.spec.image, **options)
+            self.channel = SupervisorChannel(api.attach_socket(
+                container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}))
+            api.start(container_id)
+            if self.channel.wait_ready() is None:
+                raise SandboxError("the sandbox's supervisor did not start: "
+                                   + self.channel.stderr.decode("utf-8", "replace")[-800:])
+            self._fill()
         except Exception:
-            self._remove_volume()
+            self.stop()
             raise
         self.started_at = time.monotonic()
-        self._watchdog = threading.Timer(limits.wall_seconds, self._wall_clock_expired)
+        self._watchdog = threading.Timer(self.spec.limits.wall_seconds, self._wall_clock_expired)
         self._watchdog.daemon = True
         self._watchdog.start()
 
+    def _fill(self) -> None:
+        """Host files for the workspace and scratch folders, written by the engine, owned by the
+        agent when writable, by root (read-only to the agent) otherwise."""
+        uploads = [(WORKSPACE_MOUNT, self.spec.workspace_files, not self.spec.workspace_read_only)]
+        uploads += [(s.mount, s.files, s.writable) for s in self.spec.scratch]
+        for mount, folder, writable in uploads:
+            if folder is not None:
+                self._put(mount, Path(folder), writable)
+
+    def _put(self, mount: str, folder: Path, writable: bool) -> None:
+        owner = AGENT_UID if writable else 0
+        with tar_for_upload(folder, owner, owner) as archive:
+            if not self.client.api.put_archive(self.container.id, mount, archive):
+                raise SandboxError(f"could not place files in the sandbox at {mount}")
+
     def _wall_clock_expired(self) -> None:
-        """Host-side watchdog: the sandbox outlived its wall-clock budget; kill it."""
+        """Host-side watchdog: the sandbox outlived its wall budget. Every agent process is
+        killed (an exec in flight ends at once); if PID 1 does not answer, the container is frozen.
+        The workspace stays, so the episode is still graded."""
         self.wall_expired = True
         self.events.append({"event": "watchdog_kill", "after_s": self.spec.limits.wall_seconds})
-        try:
-            self.container.kill()
-        except Exception:
-            pass
+        reply = self.channel.request("kill_agent", timeout=10) if self.channel else None
+        if not (reply and reply.get("ok")):
+            self._pause()
 
     def stop(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        if self.container is not None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.container is not None and not self.removed:
+            self.removed = True
             try:
-                self.container.remove(force=True)
+                self.client.api.remove_container(self.container.id, force=True, v=True)
             except Exception:
-                pass
-            self.container = None
-        self._remove_volume()
+                pass  # already gone: auto-removed when PID 1 saw us hang up
 
-    def _remove_volume(self) -> None:
-        if self._owns_volume and self.volume_name:
-            try:
-                self.client.volumes.get(self.volume_name).remove(force=True)
-            except Exception:
-                pass
-
-    def workspace_handle(self) -> str:
-        return self.volume_name
+    def state(self) -> str:
+        """The engine's view: running, paused, exited, ... or "gone" (removed)."""
+        import docker.errors
+        if self.container is None:
+            return "gone"
+        try:
+            return self.client.api.inspect_container(self.container.id)["State"]["Status"]
+        except docker.errors.NotFound:
+            return "gone"
+        except Exception:
+            return "unknown"
 
     def alive(self) -> bool:
-        try:
-            self.container.reload()
-            return self.container.status == "running"
-        except Exception:
-            return False
+        return self.state() in ("running", "paused")
 
-    # -- exec ------------------------------------------------------------------
+    def _pause(self) -> bool:
+        try:
+            self.client.api.pause(self.container.id)
+            self.paused = True
+        except Exception as exc:
+            self.events.append({"event": "freeze_failed", "error": str(exc)[:300]})
+        return self.paused
+
+    # -- exec ----------------------------------------------------------------------------------------
     def exec(self, command: str, *, args: list[str] | None = None, timeout: float | None = None,
              stdin: bytes | None = None, env: dict[str, str] | None = None,
              output_cap: int | None = None) -> ExecResult:
-        argv = ["sh", "-c", EXEC_WRAPPER, "ctxeval-exec", command, "ctxeval", *(args or [])]
-        return self._exec(argv, timeout, stdin, env, output_cap, wrapped=True)
-
-    def _exec(self, argv: list[str], timeout: float | None, stdin: bytes | None,
-              env: dict[str, str] | None, output_cap: int | None, wrapped: bool) -> ExecResult:
         limits = self.spec.limits
         timeout = float(timeout or limits.exec_timeout_seconds)
         collector = OutputCollector(output_cap or limits.output_bytes)
+        if self.wall_expired:
+            return collector.result(None, OUTCOME_WALL_TIME, 0.0)
+        if self.container is None or self.removed:
+            return collector.result(None, OUTCOME_SANDBOX_DIED, 0.0)
+        if self.paused:
+            raise SandboxError("the sandbox is quiesced (frozen for copy-out); reset it before running commands")
+        nonce = secrets.token_hex(16)
+        environment = {**(env or {}), "CTXEVAL_EXEC_NONCE": nonce, "CTXEVAL_EXEC_TIMEOUT": f"{timeout:g}",
+                       "CTXEVAL_EXEC_OUTPUT_CAP": str(collector.cap), "CTXEVAL_EXEC_UID": str(AGENT_UID),
+                       "CTXEVAL_EXEC_CWD": WORKSPACE_MOUNT}
         started = time.monotonic()
-        if self.wall_expired or self.container is None:
-            return collector.result(None, OUTCOME_WALL_TIME if self.wall_expired else OUTCOME_SANDBOX_DIED, 0.0)
-        exec_id = secrets.token_hex(6)
-        environment = {**(env or {}), "CTXEVAL_EXEC_ID": exec_id, "CTXEVAL_EXEC_TIMEOUT": f"{timeout:g}"}
         api = self.client.api
         try:
-            created = api.exec_create(self.container.id, argv, stdin=True, stdout=True, stderr=True,
-                                      user=AGENT_USER, environment=environment, workdir=WORKSPACE_MOUNT)
+            created = api.exec_create(self.container.id, [*PYTHON, source("exec_helper"), command, *(args or [])],
+                                      stdin=True, stdout=True, stderr=True, user=SUPERVISOR_USER,
+                                      environment=environment, workdir="/")
             sock = api.exec_start(created["Id"], socket=True)
         except Exception as exc:
-            died = OUTCOME_WALL_TIME if self.wall_expired else OUTCOME_SANDBOX_DIED
-            result = collector.result(None, died, time.monotonic() - started)
-            result.stderr = f"[ctxeval: exec failed: {exc}]"
-            return result
+            return self._not_started(collector, started, exc)
         raw: socket.socket = getattr(sock, "_sock", sock)
-        feeder = threading.Thread(target=self._feed_stdin, args=(raw, stdin or b""), daemon=True)
-        feeder.start()
-        pump = _Pump(self, raw, collector, exec_id if wrapped else None)
-        pump.run(started + timeout + EXEC_GRACE_SECONDS)
+        threading.Thread(target=_feed_stdin, args=(raw, stdin or b""), daemon=True).start()
+        pump = ExecPump(raw, collector, nonce)
+        pump.run(started + timeout + EXEC_GRACE_SECONDS, self._escalate, EXEC_GRACE_SECONDS)
         raw.close()
-        duration = time.monotonic() - started
-        exit_code = self._exit_code(created["Id"])
+        return self._finish(collector, pump, time.monotonic() - started, created["Id"])
+
+    def _escalate(self) -> None:
+        """An exec outlived its deadline: kill every agent process (and the exec's helper)."""
+        reply = self.channel.request("kill_agent", timeout=EXEC_GRACE_SECONDS) if self.channel else None
+        self.events.append({"event": "exec_escalated", "killed": bool(reply and reply.get("ok"))})
+
+    def _finish(self, collector: OutputCollector, pump: ExecPump, duration: float, exec_id: str) -> ExecResult:
+        report = pump.report
         if self.wall_expired:
-            return collector.result(exit_code, OUTCOME_WALL_TIME, duration)
-        if (exit_code is None or exit_code >= 126) and not self.alive():  # the container itself is gone
-            return collector.result(exit_code, OUTCOME_SANDBOX_DIED, duration)
-        counters = pump.counters
-        timed_out = pump.timed_out or (exit_code in (124, 137) and duration >= timeout - 0.05)
-        outcome = classify(exit_code, timed_out=timed_out, capped=pump.capped,
-                           memory_killed=bool(counters) and counters["oom_after"] > counters["oom_before"],
-                           pids_limited=bool(counters) and counters["pids_after"] > counters["pids_before"],
+            return collector.result(report["rc"] if report else None, OUTCOME_WALL_TIME, duration)
+        if report is None:
+            if self.state() in ("gone", "exited", "dead", "removing"):
+                return collector.result(None, OUTCOME_SANDBOX_DIED, duration)
+            if pump.escalated:
+                if pump.abandoned:
+                    self.events.append({"event": "exec_abandoned"})
+                return collector.result(None, OUTCOME_TIMEOUT, duration)
+            exit_code = self._exit_code(exec_id)
+            self.events.append({"event": "exec_helper_no_report", "exit_code": exit_code})
+            result = collector.result(exit_code, OUTCOME_NONZERO_EXIT, duration)
+            result.stderr += f"\n[ctxeval: the command's helper ended with no report (exit {exit_code})]"
+            return result
+        outcome = classify(report["rc"], timed_out=bool(report.get("timed_out")) or pump.escalated,
+                           capped=bool(report.get("capped")) or collector.exceeded,
+                           memory_killed=report.get("oom_after", 0) > report.get("oom_before", 0),
+                           pids_limited=report.get("pids_after", 0) > report.get("pids_before", 0),
                            stderr=collector.raw(2))
-        return collector.result(exit_code, outcome, duration)
+        result = collector.result(report["rc"], outcome, duration)
+        result.stdout_bytes = max(result.stdout_bytes, int(report.get("stdout_bytes") or 0))
+        result.stderr_bytes = max(result.stderr_bytes, int(report.get("stderr_bytes") or 0))
+        return result
 
-    @staticmethod
-    def _feed_stdin(raw: socket.socket, data: bytes) -> None:
-        try:
-            if data:
-                raw.sendall(data)
-            raw.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def _wall_clock_expired_for_exec(self) -> None:
-        """An exec that ignores even its group kill: the container goes, the episode records it."""
-        self.events.append({"event": "exec_unkillable_container_killed"})
-        try:
-            self.container.kill()
-        except Exception:
-            pass
-
-    def _kill_group(self, exec_id: str) -> bool:
-        script = f'pid=$(cat /tmp/.ctxeval-exec-{exec_id} 2>/dev/null) && kill -s KILL -- -"$pid"'
-        try:
-            result = self.container.exec_run(["sh", "-c", script], user=AGENT_USER)
-            return result.exit_code == 0
-        except Exception:
-            return False
+    def _not_started(self, collector: OutputCollector, started: float, exc: Exception) -> ExecResult:
+        """The engine could not start the helper: the container is gone, or it is full of processes."""
+        duration = time.monotonic() - started
+        if self.wall_expired:
+            return collector.result(None, OUTCOME_WALL_TIME, duration)
+        if self.state() not in ("running", "paused"):
+            outcome = OUTCOME_SANDBOX_DIED
+        elif "resource temporarily unavailable" in str(exc).lower():
+            outcome = OUTCOME_PIDS_LIMIT
+        else:
+            outcome = OUTCOME_NONZERO_EXIT
+        result = collector.result(None, outcome, duration)
+        result.stderr = f"[ctxeval: the command could not be started: {str(exc)[:500]}]"
+        return result
 
     def _exit_code(self, exec_id: str) -> int | None:
         for _ in range(40):
@@ -304,82 +320,58 @@ class DockerSandbox(Sandbox):
             time.sleep(0.05)
         return None
 
-    # -- workspace -------------------------------------------------------------
+    # -- workspace -------------------------------------------------------------------------------------
+    def kill_agent(self) -> bool:
+        """Every process but PID 1 killed, without forking (works with the pids limit exhausted)."""
+        reply = self.channel.request("kill_agent") if self.channel else None
+        return bool(reply and reply.get("ok"))
+
     def reset(self, starter_dir: Path) -> None:
-        result = self._exec(["bash", "-c", RESET_SCRIPT], 60, tar_of_folder(starter_dir), None, None,
-                            wrapped=False)
+        if self.paused:
+            self.client.api.unpause(self.container.id)
+            self.paused = False
+        if not self.kill_agent():
+            raise SandboxError("workspace reset failed: the sandbox's supervisor did not kill every process")
+        result = self.exec(RESET_SCRIPT, stdin=tar_of_folder(starter_dir), timeout=60)
         if result.exit_code != 0:
             raise SandboxError(f"workspace reset failed ({result.outcome}): {result.stderr.strip()[-500:]}")
 
     def quiesce(self) -> None:
-        if self.container is None or not self.alive():
+        if self.paused or self.container is None or self.removed:
             return
-        result = self._exec(["bash", "-c", KILL_ALL_SCRIPT], 30, None, None, None, wrapped=False)
-        self.events.append({"event": "quiesce", "outcome": result.outcome})
+        killed = self.kill_agent()
+        frozen = self._pause()
+        self.events.append({"event": "quiesce", "outcome": "ok" if killed and frozen else "failed",
+                            "killed": killed, "frozen": frozen})
+
+    def copy_out(self, dest: Path, limits: ArtefactLimits = ArtefactLimits(),
+                 priority: Iterable[str] = ()) -> ArtefactCopy:
+        self.quiesce()
+        return self._archive(WORKSPACE_MOUNT, dest, limits, priority)
+
+    def export(self, scratch: Scratch, dest: Path, limits: ArtefactLimits = ArtefactLimits()) -> ArtefactCopy:
+        return self._archive(scratch.mount, dest, limits, ())
+
+    def upload(self, scratch: Scratch, folder: Path) -> None:
+        self._put(scratch.mount, folder, scratch.writable)
+
+    def _archive(self, mount: str, dest: Path, limits: ArtefactLimits, priority: Iterable[str]) -> ArtefactCopy:
+        try:
+            chunks, _stat = self.client.api.get_archive(self.container.id, mount + "/.")
+        except Exception as exc:
+            raise SandboxError(f"the engine could not read {mount} out of the sandbox: {exc}") from exc
+        return copy_tar_stream(chunks, dest, limits, priority)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(container=getattr(self.container, "name", None), volume=self.volume_name,
-                    runtime=self.runtime or "runc")
+        info.update(container=getattr(self.container, "name", None), runtime=self.runtime or "runc")
         return info
 
 
-class _Pump:
-    """Reads one exec's multiplexed stream to EOF, enforcing the output cap and the host deadline."""
-
-    def __init__(self, sandbox: DockerSandbox, raw: socket.socket, collector: OutputCollector,
-                 exec_id: str | None):
-        self.sandbox, self.raw, self.collector, self.exec_id = sandbox, raw, collector, exec_id
-        self.timed_out = self.capped = self.killed_group = False
-        self.counters: dict[str, int] = {}
-
-    def _kill(self) -> None:
-        if self.exec_id and not self.killed_group:
-            self.killed_group = self.sandbox._kill_group(self.exec_id)
-
-    def _stderr(self, payload: bytes) -> bytes:
-        """Strip the wrapper's counters line (always the last thing it writes) from stderr."""
-        at = payload.find(COUNTERS_MARK) if self.exec_id else -1
-        if at < 0:
-            return payload
-        fields = payload[at + len(COUNTERS_MARK):].split(b"\n", 1)[0].split()
-        names = ("rc", "pids_before", "pids_after", "oom_before", "oom_after")
-        try:
-            self.counters = dict(zip(names, (int(f) for f in fields)))
-        except ValueError:
-            self.counters = {}
-        return payload[:at]
-
-    def run(self, deadline: float) -> None:
-        buffer = b""
-        self.raw.settimeout(0.25)
-        while True:
-            if time.monotonic() > deadline:
-                self.timed_out = True
-                if self.exec_id and not self.killed_group:
-                    self._kill()
-                    deadline = time.monotonic() + EXEC_GRACE_SECONDS
-                    continue
-                self.sandbox._wall_clock_expired_for_exec()
-                return
-            if self.capped and not self.killed_group:
-                self._kill()  # the cap was hit before the wrapper had recorded its group: retry
-            try:
-                chunk = self.raw.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            buffer += chunk
-            while len(buffer) >= 8:
-                size = int.from_bytes(buffer[4:8], "big")
-                if len(buffer) < 8 + size:
-                    break
-                stream, payload, buffer = buffer[0], buffer[8:8 + size], buffer[8 + size:]
-                if stream == 2:
-                    payload = self._stderr(payload)
-                if stream in (1, 2) and payload and self.collector.feed(stream, payload) and not self.capped:
-                    self.capped = True
-                    self._kill()
+def _feed_stdin(raw: socket.socket, data: bytes) -> None:
+    try:
+        if data:
+            raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

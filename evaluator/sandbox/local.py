@@ -18,7 +18,10 @@ import threading
 import time
 from pathlib import Path
 
-from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec,
+from typing import Iterable
+
+from .artefacts import ArtefactCopy, ArtefactLimits, copy_folder
+from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec, Scratch,
                    classify)
 
 MAX_FILE_BYTES = 1024 * 1024 * 1024
@@ -42,22 +45,49 @@ class LocalSandbox(Sandbox):
         self.root = Path(tempfile.mkdtemp(prefix=f"ctxeval-local-{self.spec.role}-"))
         self.tmp = self.root / "tmp"
         self.tmp.mkdir()
-        if self.spec.workspace_source:
-            self.workspace = Path(self.spec.workspace_source)
-        else:
-            self.workspace = self.root / "workspace"
-            self.workspace.mkdir()
+        self.workspace = self.root / "workspace"
+        self.workspace.mkdir()
         self.workspace_path = str(self.workspace)
+        if self.spec.workspace_files is not None:
+            copy_folder(Path(self.spec.workspace_files), self.workspace)
+            if self.spec.workspace_read_only:
+                _read_only(self.workspace)
+        for scratch in self.spec.scratch:
+            folder = self.scratch_dir(scratch)
+            folder.mkdir(parents=True)
+            if scratch.files is not None:
+                self.upload(scratch, scratch.files)
         self.started_at = time.monotonic()
+
+    def scratch_dir(self, scratch: Scratch) -> Path:
+        return self.root / "scratch" / scratch.mount.strip("/").replace("/", "_")
+
+    def upload(self, scratch: Scratch, folder: Path) -> None:
+        target = self.scratch_dir(scratch)
+        copy_folder(Path(folder), target)
+        if not scratch.writable:
+            _read_only(target)
+
+    def export(self, scratch: Scratch, dest: Path, limits: ArtefactLimits = ArtefactLimits()) -> ArtefactCopy:
+        return copy_folder(self.scratch_dir(scratch), dest, limits)
+
+    def copy_out(self, dest: Path, limits: ArtefactLimits = ArtefactLimits(),
+                 priority: Iterable[str] = ()) -> ArtefactCopy:
+        self.quiesce()
+        return copy_folder(self.workspace, dest, limits, priority)
+
+    def kill_agent(self) -> bool:
+        self._kill_all()
+        return True
 
     def stop(self) -> None:
         self._kill_all()
         if self.root is not None:
+            for path in (self.root, *self.root.rglob("*")):  # read-only folders must be writable to go
+                if path.is_dir() and not path.is_symlink():
+                    os.chmod(path, 0o755)
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
-
-    def workspace_handle(self) -> str:
-        return str(self.workspace)
 
     def environment(self) -> dict[str, str]:
         bin_dir = str(Path(sys.executable).parent)
@@ -66,10 +96,8 @@ class LocalSandbox(Sandbox):
                "CTXEVAL_WORKSPACE": str(self.workspace), SANDBOX_ENV: self.token}
         optional = {"CTXEVAL_TOOLS": self.spec.tools_dir, "CTXEVAL_DATA": self.spec.data_dir}
         if self.spec.role == ROLE_GRADER:
-            output = self.root / "output"
-            output.mkdir(exist_ok=True)
-            optional.update(CTXEVAL_GRADER=self.spec.grader_dir, CTXEVAL_PRIVATE=self.spec.private_dir,
-                            CTXEVAL_OUTPUT=output)
+            optional.update(CTXEVAL_GRADER=self.spec.grader_dir, CTXEVAL_PRIVATE=self.spec.private_dir)
+        optional.update({s.env: self.scratch_dir(s) for s in self.spec.scratch})
         env.update({k: str(v) for k, v in optional.items() if v is not None})
         return {**env, **self.spec.env}
 
@@ -174,3 +202,12 @@ class LocalSandbox(Sandbox):
         info = super().describe()
         info["warning"] = "local backend: NOT isolated (host user, host network, host files)"
         return info
+
+
+def _read_only(folder: Path) -> None:
+    """Files and folders of a local "read-only" workspace: not writable by the (same) user. Only a
+    courtesy: the local backend is not isolated and the user could change them back."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if not path.is_symlink():
+            os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    os.chmod(folder, 0o555)

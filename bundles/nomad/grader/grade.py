@@ -17,9 +17,11 @@ evaluator. Importable: grade(submission_path, answers_path) -> the grade dict.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -99,22 +101,39 @@ def parse_value(text: str, column: str, where: str) -> float:
     return number
 
 
+def read_submission_text(path: Path, max_bytes: int) -> str:
+    """The submission's text, read through one descriptor opened without following a link or
+    blocking on a FIFO, and checked on that descriptor (no window between a check and the open)."""
+    name = path.name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InvalidSubmission(f"{name} not found in the workspace") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the workspace is the agent's: a link could point at the answers
+            raise InvalidSubmission(f"{name} is a symbolic link; it must be a regular file") from None
+        raise InvalidSubmission(f"{name} cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidSubmission(f"{name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidSubmission(f"{name} is not UTF-8 text") from None
+
+
 def read_submission(path: Path) -> dict[int, tuple[float, float]]:
     """Read the submission as {id: (formation, bandgap)}; raise InvalidSubmission with a clear reason."""
     name = path.name
-    if path.is_symlink():
-        # The workspace is agent-controlled: a link could point at the private answers.
+    if path.is_symlink():  # said early for a clear message; the open below is what enforces it
         raise InvalidSubmission(f"{name} is a symbolic link; it must be a regular file")
-    if not path.exists():
-        raise InvalidSubmission(f"{name} not found in the workspace")
-    if not path.is_file():
-        raise InvalidSubmission(f"{name} is not a regular file")
-    if path.stat().st_size > MAX_BYTES:
-        raise InvalidSubmission(f"{name} is larger than {MAX_BYTES} bytes")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidSubmission(f"{name} is not UTF-8 text") from None
+    text = read_submission_text(path, MAX_BYTES)
     reader = csv.reader(text.splitlines())
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in (ID, *TARGETS) if c not in header]

@@ -11,9 +11,11 @@ It only scores; whether the score is a success is decided by the evaluator.
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,22 +62,39 @@ def read_labels(path: Path) -> dict[int, int]:
         return {int(row["id"]): int(row["target"]) for row in csv.DictReader(handle)}
 
 
+def read_submission_text(path: Path, max_bytes: int) -> str:
+    """The submission's text, read through one descriptor opened without following a link or
+    blocking on a FIFO, and checked on that descriptor (no window between a check and the open)."""
+    name = path.name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise InvalidSubmission(f"{name} not found in the workspace") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the workspace is the agent's: a link could point at the answers
+            raise InvalidSubmission(f"{name} is a symbolic link; it must be a regular file") from None
+        raise InvalidSubmission(f"{name} cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidSubmission(f"{name} is not a regular file")
+        if info.st_size > max_bytes:
+            raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidSubmission(f"{name} is not UTF-8 text") from None
+
+
 def read_predictions(workspace: Path) -> dict[int, int]:
     """Read the submission as {id: label}; raise InvalidSubmission with a clear reason."""
     path = workspace / PREDICTIONS_FILE
-    if path.is_symlink():
-        # The workspace is agent-controlled: a link could point at the private labels.
+    if path.is_symlink():  # said early for a clear message; the open below is what enforces it
         raise InvalidSubmission(f"{PREDICTIONS_FILE} is a symbolic link; it must be a regular file")
-    if not path.exists():
-        raise InvalidSubmission(f"{PREDICTIONS_FILE} not found in the workspace")
-    if not path.is_file():
-        raise InvalidSubmission(f"{PREDICTIONS_FILE} is not a regular file")
-    if path.stat().st_size > MAX_BYTES:
-        raise InvalidSubmission(f"{PREDICTIONS_FILE} is larger than {MAX_BYTES} bytes")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidSubmission(f"{PREDICTIONS_FILE} is not UTF-8 text") from None
+    text = read_submission_text(path, MAX_BYTES)
     reader = csv.reader(text.splitlines())
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in ("id", "target") if c not in header]

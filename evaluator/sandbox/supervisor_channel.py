@@ -1,0 +1,105 @@
+"""The host's end of a sandbox's PID 1 (inside/supervisor.py): its attached stdin and stdout.
+
+The container is created with its stdin open and "stdin once", so the engine closes PID 1's stdin
+when this connection drops; PID 1 then ends the container (auto-removed with its volumes). A
+driver that dies, however it dies, takes its sandboxes with it within a second.
+
+Requests are JSON lines; a reader thread drains PID 1's output at all times (so PID 1 never blocks
+writing) and hands each reply to the caller waiting for its id.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from typing import Any
+
+FRAME_HEADER = 8  # the engine's multiplexed stream: [stream, 0, 0, 0, size(4, big-endian)]
+READY_TIMEOUT_SECONDS = 30.0
+REQUEST_TIMEOUT_SECONDS = 30.0
+KEEP_STDERR_BYTES = 4096
+
+
+class SupervisorChannel:
+    def __init__(self, sock: Any):
+        self.sock: socket.socket = getattr(sock, "_sock", sock)
+        self.sock.settimeout(None)
+        self._handle = sock  # keeps the SDK's wrapper (and the connection) alive
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._cond = threading.Condition()
+        self._next_id = 0
+        self._send_lock = threading.Lock()
+        self.ready: dict[str, Any] | None = None
+        self.closed = False
+        self.stderr = b""
+        self._thread = threading.Thread(target=self._read, name="sandbox-supervisor", daemon=True)
+        self._thread.start()
+
+    # -- reading -------------------------------------------------------------------------------------
+    def _read(self) -> None:
+        buffer, lines = b"", b""
+        try:
+            while chunk := self.sock.recv(65536):
+                buffer += chunk
+                while len(buffer) >= FRAME_HEADER:
+                    size = int.from_bytes(buffer[4:8], "big")
+                    if len(buffer) < FRAME_HEADER + size:
+                        break
+                    stream, payload = buffer[0], buffer[FRAME_HEADER:FRAME_HEADER + size]
+                    buffer = buffer[FRAME_HEADER + size:]
+                    if stream == 1:
+                        lines = self._lines(lines + payload)
+                    elif stream == 2:
+                        self.stderr = (self.stderr + payload)[-KEEP_STDERR_BYTES:]
+        except OSError:
+            pass
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    def _lines(self, data: bytes) -> bytes:
+        *complete, rest = data.split(b"\n")
+        for line in complete:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue  # PID 1's stdout carries only its replies; anything else is noise
+            if not isinstance(message, dict):
+                continue
+            with self._cond:
+                if message.get("ready"):
+                    self.ready = message
+                elif isinstance(message.get("id"), int):
+                    self._replies[message["id"]] = message
+                self._cond.notify_all()
+        return rest[-65536:]
+
+    # -- asking ----------------------------------------------------------------------------------------
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any] | None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.ready is not None or self.closed, timeout)
+            return self.ready
+
+    def request(self, op: str, timeout: float = REQUEST_TIMEOUT_SECONDS, **fields: Any) -> dict[str, Any] | None:
+        """PID 1's reply, or None when it does not answer in time (or the channel is gone)."""
+        with self._cond:
+            self._next_id += 1
+            request_id = self._next_id
+        line = json.dumps({"id": request_id, "op": op, **fields}).encode() + b"\n"
+        try:
+            with self._send_lock:
+                self.sock.sendall(line)
+        except OSError:
+            return None
+        with self._cond:
+            self._cond.wait_for(lambda: request_id in self._replies or self.closed, timeout)
+            return self._replies.pop(request_id, None)
+
+    def close(self) -> None:
+        """Hang up: PID 1 sees its stdin close and ends the container."""
+        for action in (lambda: self.sock.shutdown(socket.SHUT_RDWR), self.sock.close,
+                       getattr(self._handle, "close", lambda: None)):
+            try:
+                action()
+            except OSError:
+                pass
