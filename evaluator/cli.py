@@ -43,10 +43,14 @@ def _load(path: Path):
 def _guard(fn):
     """Run a command body; a CtxevalError becomes a one-line message, never a traceback."""
     from .errors import CtxevalError, ValidationFailed
+    from .interrupts import RunInterrupted
     try:
         return fn()
     except ValidationFailed as exc:
         _fail("\n".join(str(v) for v in exc.violations))
+    except RunInterrupted as exc:  # a stop signal: 128 + its number, as a shell would report it
+        _console().print(f"[bold yellow]interrupted:[/] {exc}", highlight=False)
+        raise typer.Exit(exc.exit_code)
     except CtxevalError as exc:
         _fail(str(exc))
 
@@ -412,11 +416,22 @@ def data_prepare(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
 
 
 @app.command()
-def clean(run: Optional[str] = typer.Option(None, help="only this run's resources")) -> None:
-    """Remove containers and volumes ctxeval left behind (after a crash or kill)."""
-    from .sandbox.cleanup import cleanup
-    report = cleanup(run_id=run)
-    typer.echo(f"removed {len(report.containers)} containers, {len(report.volumes)} volumes")
+def clean(run: Optional[str] = typer.Option(None, help="only this run's resources"),
+          expired: bool = typer.Option(False, help="only containers past their deadline (safe while other runs "
+                                                   "are going on)"),
+          mounts: bool = typer.Option(False, help="also the staged copies of mounted folders (rebuilt on demand)")) -> None:
+    """Remove containers and volumes ctxeval left behind. Sandboxes end themselves when the process
+    that started them is gone, or at their deadline; this finds those an engine could not end."""
+    from .sandbox.cleanup import cleanup, leftovers
+    import time as _time
+    before = leftovers()
+    report = cleanup(run_id=run, expired_only=expired)
+    late = sum(1 for item in before if item.name in report.containers and item.expired(_time.time()))
+    typer.echo(f"removed {len(report.containers)} containers ({late} past their deadline), "
+               f"{len(report.volumes)} volumes")
+    if mounts:
+        from .sandbox.staging import clear_stage
+        typer.echo(f"removed {clear_stage()} staged mount folders")
 
 
 from .analysis.commands import register as _register_analysis  # noqa: E402

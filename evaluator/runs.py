@@ -15,7 +15,9 @@ import os
 import platform
 import re
 import secrets
+import signal
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,8 +34,10 @@ from .bundles.manifest import Bundle
 from .episode.context import Budget
 from .episode.runner import RESULT_FILE, EpisodeOptions, run_episode
 from .errors import CtxevalError
+from .interrupts import EpisodeInterrupted, Interrupt, RunInterrupted, stop_signals
 from .matrix import AgentSpec, RunMatrix, episode_id
 from .paths import runs_dir
+from .sandbox.base import stop_sandboxes
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
 
 RUN_FILE = "run.json"
@@ -41,6 +45,7 @@ SUMMARY_FILE = "summary.json"
 LOCK_FILE = "run.lock"
 EPISODES_DIR = "episodes"
 ABORTED_DIR = "aborted"
+INTERRUPT_GRACE_SECONDS = 20.0  # how long interrupted episodes get to end once their sandboxes are gone
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
@@ -171,11 +176,31 @@ def _set_aside(run_dir: Path, episode_dir: Path) -> None:
     episode_dir.rename(aborted)
 
 
-def _clean_leftovers(backend: str, run_id: str) -> None:
-    """Containers and volumes a killed attempt of this run left behind."""
-    if backend == "docker":
-        from .sandbox.cleanup import cleanup
-        cleanup(run_id=run_id)
+def _clean_leftovers(backend: str, run_id: str, warn: Callable[[str], None] | None) -> None:
+    """Containers a killed attempt of this run left behind; and a word about other runs' ones."""
+    if backend != "docker":
+        return
+    from .sandbox.cleanup import cleanup, leftovers
+    cleanup(run_id=run_id)
+    others = leftovers(exclude_run=run_id)
+    if others and warn:
+        expired = sum(o.expired(time.time()) for o in others)
+        runs = sorted({o.run or "?" for o in others})
+        warn(f"the Docker engine holds {len(others)} ctxeval container(s) of other runs ({', '.join(runs[:5])}"
+             f"{', ...' if len(runs) > 5 else ''}), {expired} past their deadline: `ctxeval clean --expired` "
+             f"removes those, `ctxeval clean --run ID` one run's")
+
+
+def _end_run_file(run_dir: Path, status: str, signum: int | None = None) -> None:
+    """Record how this attempt ended in run.json (its last attempt entry, and the run's status)."""
+    record = _read_json_object(run_dir / RUN_FILE)
+    if record is None:
+        return
+    attempts = record.get("attempts") if isinstance(record.get("attempts"), list) else []
+    if attempts and isinstance(attempts[-1], dict):
+        attempts[-1].update(ended_at=_now(), outcome=status,
+                            **({"signal": signal.Signals(signum).name} if signum else {}))
+    write_json_atomic(run_dir / RUN_FILE, {**record, "status": status, "attempts": attempts})
 
 
 def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
@@ -199,23 +224,29 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
         old = _read_json_object(run_dir / RUN_FILE)
         if old is not None:
             record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
-        _write_run_file(run_dir, {**record, "episodes": ids})
-        _clean_leftovers(settings.backend, settings.run_id)
+        _write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
+        _clean_leftovers(settings.backend, settings.run_id, warn)
         tracing = start_run_tracing(run_dir, settings.phoenix, warn=warn)
         try:
-            results = _execute(settings, jobs, hooks, tracing)
-            write_json_atomic(run_dir / SUMMARY_FILE, summarize(results))
+            with stop_signals(lambda signum: stop_sandboxes(settings.run_id)) as interrupt:
+                results = _execute(settings, jobs, hooks, tracing, interrupt)
+            write_json_atomic(run_dir / SUMMARY_FILE, summarize(list(results.values())))
+            if interrupt.is_set():
+                _end_run_file(run_dir, "interrupted", interrupt.signum)
+                raise RunInterrupted(interrupt.signum, settings.run_id, len(results), len(jobs))
+            _end_run_file(run_dir, "finished")
         except OSError as exc:  # e.g. the disk under runs/ is full: stop cleanly, resumable
             raise CtxevalError(f"cannot write under {run_dir} ({exc.strerror or exc}); finished episodes are kept: "
                                f"free space, then `ctxeval run --resume {settings.run_id}`") from exc
         finally:
             if not tracing.shutdown() and warn:
                 warn("; ".join(tracing.warnings))
-    return results
+    return [results[job.episode_id] for job in jobs]
 
 
-def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks,
-             tracing: RunTracing) -> list[dict[str, Any]]:
+def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tracing: RunTracing,
+             interrupt: Interrupt) -> dict[str, dict[str, Any]]:
+    """Every finished episode's result by id (all of them, unless the run was interrupted)."""
     run_dir = settings.run_dir
     done: dict[str, dict[str, Any]] = {}
     pending: list[EpisodeJob] = []
@@ -243,26 +274,53 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks,
             options = EpisodeOptions(run_id=settings.run_id, episode_id=job.episode_id, seed=job.seed,
                                      backend=settings.backend, episode_dir=run_dir / EPISODES_DIR / job.episode_id,
                                      image=job.image, image_hash=job.image_hash, runtime=settings.runtime,
-                                     budget=settings.budget, tracing=tracing.tracing, trace_parent=parent)
+                                     budget=settings.budget, tracing=tracing.tracing, trace_parent=parent,
+                                     interrupt=interrupt)
             return run_episode(job.bundle, job.make_agent(), options, job.prepared)
 
         with ThreadPoolExecutor(max_workers=settings.max_parallel, thread_name_prefix="episode") as pool:
             futures: dict[Future, EpisodeJob] = {pool.submit(work, job): job for job in pending}
             try:
-                remaining = set(futures)
-                while remaining:
-                    finished, remaining = wait(remaining, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        result = future.result()  # run_episode records failures; this raises only on bugs
-                        done[result["episode_id"]] = result
-                        if hooks.on_episode:
-                            hooks.on_episode(result, False)
+                _collect_results(futures, done, hooks, interrupt)
             except BaseException:
                 for future in futures:
                     future.cancel()  # queued episodes never start; running ones finish and are kept
                 raise
+            if interrupt.is_set():
+                for future, job in futures.items():
+                    if not future.done() or future.cancelled() or future.exception() is not None:
+                        episode_dir = run_dir / EPISODES_DIR / job.episode_id
+                        if episode_dir.exists() and finished_result(episode_dir) is None:
+                            _set_aside(run_dir, episode_dir)  # a torn attempt, as a resume would
         run_span.set_attribute("ctxeval.successes", sum(r["success"] for r in done.values()))
-    return [done[job.episode_id] for job in jobs]
+        if interrupt.is_set():
+            run_span.set_attribute("ctxeval.interrupted", signal.Signals(interrupt.signum).name)
+    return done
+
+
+def _collect_results(futures: dict[Future, EpisodeJob], done: dict[str, dict[str, Any]], hooks: RunHooks,
+                     interrupt: Interrupt) -> None:
+    """Wait for the episodes; once interrupted, cancel the queued ones and let the running ones end
+    (their sandboxes are gone) within INTERRUPT_GRACE_SECONDS."""
+    remaining = set(futures)
+    grace_until = None
+    while remaining:
+        if interrupt.is_set() and grace_until is None:
+            for future in remaining:
+                future.cancel()
+            grace_until = time.monotonic() + INTERRUPT_GRACE_SECONDS
+        if grace_until is not None and time.monotonic() > grace_until:
+            return
+        finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
+        for future in finished:
+            if future.cancelled():
+                continue
+            if isinstance(future.exception(), EpisodeInterrupted):
+                continue
+            result = future.result()  # run_episode records failures; this raises only on bugs
+            done[result["episode_id"]] = result
+            if hooks.on_episode:
+                hooks.on_episode(result, False)
 
 
 # -- the matrix of a command-line run ---------------------------------------------------------

@@ -86,7 +86,8 @@ def test_network_egress_is_impossible(hostile_run):
 def test_no_host_secret_or_private_answer_reaches_the_agent(hostile_run):
     settings, _, events, _, _ = hostile_run
     hostile = attacks(events["hostile"])
-    assert hostile["host_env"]["outcome"] == "ok"
+    assert "Permission denied" in hostile["host_env"]["stderr"]  # PID 1 is not the agent's: its environ is closed
+    assert "CTXEVAL_WORKSPACE=" in hostile["host_env"]["stdout"]  # the agent's own environment was printed
     assert CANARY not in hostile["host_env"]["stdout"] and "OPENAI_API_KEY" not in hostile["host_env"]["stdout"]
     assert hostile["private_answers"]["outcome"] == "nonzero_exit"
     assert hostile["private_answers"]["stdout"] == "/grader:\n\n/private:\n"  # empty mount points, nothing found

@@ -15,6 +15,7 @@ from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
 from ..errors import BudgetExceeded, CtxevalError, SandboxError
 from ..hashing import hash_tree
+from ..interrupts import EpisodeInterrupted
 from ..jsonschemas import validate
 from ..models.base import ModelError
 from ..sandbox import Sandbox, SandboxLimits, SandboxSpec, create_sandbox
@@ -45,6 +46,7 @@ class EpisodeOptions:
     budget: Budget | None = None
     tracing: Tracing | None = None  # the run's tracing (None: no spans)
     trace_parent: Any = None  # the OpenTelemetry context of the run span (episodes run in worker threads)
+    interrupt: Any = None  # an interrupts.Interrupt: once set, the episode ends without a result
 
 
 def _now() -> str:
@@ -185,6 +187,11 @@ def _grade(bundle: Bundle, options: EpisodeOptions, prepared: PreparedData, labe
     events.emit("graded", grade=state.grade.grade, errors=state.grade.errors)
 
 
+def _check_interrupt(options: EpisodeOptions) -> None:
+    if options.interrupt is not None and options.interrupt.is_set():
+        raise EpisodeInterrupted(options.episode_id)
+
+
 def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared: PreparedData,
                  sandbox_options: dict[str, Any] | None, tracing: Tracing) -> dict[str, Any]:
     sandbox_options = dict(sandbox_options or {})
@@ -206,13 +213,20 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         sandbox.reset(bundle.starter_dir)
         state.ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
                                    public_dir=prepared.public, tracing=tracing)
+        _check_interrupt(options)
         _run_agent(agent, state.ctx, state)
+        _check_interrupt(options)
         events.emit("agent_end", stop_reason=state.stop_reason)
         if state.stop_reason != STOP_SANDBOX_DIED:
             _collect(bundle, sandbox, events, state, options.episode_dir / ARTEFACTS_DIR)
         sandbox_events = list(sandbox.events)
         sandbox.stop()  # nothing of the agent's outlives the copy: grading sees only the copied files
         _grade(bundle, options, prepared, labels, sandbox_options, tracing, events, state)
+        _check_interrupt(options)
+    except EpisodeInterrupted:
+        events.emit("episode_interrupted")
+        events.close()
+        raise
     except Exception as exc:  # the sandbox or evaluator failed: record it, lose nothing
         state.fail(f"{type(exc).__name__}: {exc}")
         events.emit("episode_error", error=state.error, traceback=traceback.format_exc()[-4000:])

@@ -9,6 +9,7 @@ import abc
 import hashlib
 import io
 import tarfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,29 @@ def tar_of_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
+_LIVE: set["Sandbox"] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_sandboxes(run_id: str | None = None) -> list["Sandbox"]:
+    """The sandboxes this process started and has not stopped (of one run, with `run_id`)."""
+    with _LIVE_LOCK:
+        return [s for s in _LIVE if run_id is None or s.spec.labels.get("ctxeval.run") == run_id]
+
+
+def stop_sandboxes(run_id: str | None = None) -> int:
+    """Stop (remove) every live sandbox of a run, from any thread: what an interrupted run does.
+    Episodes using them see their sandbox gone at their next action."""
+    stopped = 0
+    for sandbox in live_sandboxes(run_id):
+        try:
+            sandbox.stop()
+            stopped += 1
+        except Exception:
+            pass
+    return stopped
+
+
 class Sandbox(abc.ABC):
     """A started environment the agent acts in. Backends: docker (isolated), local (not)."""
 
@@ -286,6 +310,14 @@ class Sandbox(abc.ABC):
         """sha256 over the workspace's files (names and contents), computed inside the sandbox."""
         result = self.exec(DIGEST_COMMAND, output_cap=64 * 1024 * 1024, timeout=120)
         return hashlib.sha256(result.raw_stdout).hexdigest() if result.exit_code == 0 else None
+
+    def _register(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    def _unregister(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "isolated": self.isolated, "image": self.spec.image,

@@ -50,6 +50,7 @@ MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file over 1 GiB
 LOG_DRIVER = "json-file"
 LOG_OPTIONS = {"max-size": "1m", "max-file": "1"}  # the engine's log of a container: 1 MiB at most
 EXEC_GRACE_SECONDS = 5.0  # past an exec's timeout: then kill every agent process; as long again: give up
+REMOVE_WAIT_SECONDS = 10.0  # stop() waits this long for the engine to finish removing the container
 PYTHON = ["python3", "-I", "-S", "-c"]  # isolated: no cwd, no environment, no site on the path
 
 WORKSPACE_MOUNT = "/workspace"
@@ -154,6 +155,7 @@ class DockerSandbox(Sandbox):
         name = f"ctxeval-{self.spec.role}-{secrets.token_hex(5)}"
         container_id = api.create_container_from_config(self._config(), name=name)["Id"]
         self.container = self.client.containers.get(container_id)
+        self._register()  # from here on an interrupted run can remove it
         try:
             self.channel = SupervisorChannel(api.attach_socket(
                 container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}))
@@ -196,6 +198,7 @@ class DockerSandbox(Sandbox):
             self._pause()
 
     def stop(self) -> None:
+        self._unregister()
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self.channel is not None:
@@ -205,7 +208,14 @@ class DockerSandbox(Sandbox):
             try:
                 self.client.api.remove_container(self.container.id, force=True, v=True)
             except Exception:
-                pass  # already gone: auto-removed when PID 1 saw us hang up
+                pass  # already being removed: auto-removed when PID 1 saw us hang up
+            self._wait_gone()
+
+    def _wait_gone(self) -> None:
+        """Return once the engine no longer holds the container (auto-removal runs in the engine)."""
+        deadline = time.monotonic() + REMOVE_WAIT_SECONDS
+        while self.state() != "gone" and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def state(self) -> str:
         """The engine's view: running, paused, exited, ... or "gone" (removed)."""

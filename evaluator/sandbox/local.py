@@ -58,6 +58,7 @@ class LocalSandbox(Sandbox):
             if scratch.files is not None:
                 self.upload(scratch, scratch.files)
         self.started_at = time.monotonic()
+        self._register()
 
     def scratch_dir(self, scratch: Scratch) -> Path:
         return self.root / "scratch" / scratch.mount.strip("/").replace("/", "_")
@@ -81,6 +82,7 @@ class LocalSandbox(Sandbox):
         return True
 
     def stop(self) -> None:
+        self._unregister()
         self._kill_all()
         if self.root is not None:
             for path in (self.root, *self.root.rglob("*")):  # read-only folders must be writable to go

@@ -153,7 +153,7 @@ def run(command, args, timeout, cap, uid, cwd, env):
     relay = Relay({out_r: 1, err_r: 2}, cap, wake)
     deadline = time.monotonic() + timeout
     status = ended = kill_at = None
-    timed_out = capped = False
+    timed_out = capped = killed_hard = False
     while True:
         now = time.monotonic()
         if status is None:
@@ -166,6 +166,7 @@ def run(command, args, timeout, cap, uid, cwd, env):
             killpg(pid, signal.SIGTERM)
         if status is None and kill_at is not None and now >= kill_at:
             killpg(pid, signal.SIGKILL)
+            killed_hard = True
         if relay.capped and not capped:
             capped = True
             killpg(pid, signal.SIGKILL)
@@ -179,7 +180,7 @@ def run(command, args, timeout, cap, uid, cwd, env):
     else:
         rc = 128 + os.WTERMSIG(status)
     if timed_out:
-        rc = 124
+        rc = 137 if killed_hard else 124  # as `timeout -k`: 137 when the TERM was ignored
     return {"rc": rc, "timed_out": timed_out, "capped": capped, "started": True,
             "stdout_bytes": relay.bytes[1], "stderr_bytes": relay.bytes[2]}
 
