@@ -30,7 +30,8 @@ from .base import (OUTCOME_NONZERO_EXIT, OUTCOME_PIDS_LIMIT, OUTCOME_SANDBOX_DIE
                    OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec, Scratch,
                    classify, tar_of_folder)
 from .exec_stream import ExecPump
-from .inside import source
+from .inside import (EXEC_HELPER_BOOTSTRAP, EXEC_HELPER_ENV, SUPERVISOR_BOOTSTRAP, source,
+                     supervisor_preamble)
 from .staging import stage
 from .supervisor_channel import SupervisorChannel
 
@@ -142,7 +143,7 @@ class DockerSandbox(Sandbox):
             ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT),
                      Ulimit(name="fsize", soft=MAX_FILE_BYTES, hard=MAX_FILE_BYTES)])
         config = api.create_container_config(
-            self.spec.image, [*PYTHON, source("supervisor"), f"{self.deadline:.3f}"], user=SUPERVISOR_USER,
+            self.spec.image, [*PYTHON, SUPERVISOR_BOOTSTRAP, f"{self.deadline:.3f}"], user=SUPERVISOR_USER,
             detach=True, stdin_open=True, hostname="sandbox", labels=self._labels(),
             environment=self.environment(), working_dir="/", host_config=host_config)
         config["StdinOnce"] = True  # the engine closes PID 1's stdin when our connection drops
@@ -160,6 +161,7 @@ class DockerSandbox(Sandbox):
             self.channel = SupervisorChannel(api.attach_socket(
                 container_id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}))
             api.start(container_id)
+            self.channel.send(supervisor_preamble())
             if self.channel.wait_ready() is None:
                 raise SandboxError("the sandbox's supervisor did not start: "
                                    + self.channel.stderr.decode("utf-8", "replace")[-800:])
@@ -256,11 +258,11 @@ class DockerSandbox(Sandbox):
         nonce = secrets.token_hex(16)
         environment = {**(env or {}), "CTXEVAL_EXEC_NONCE": nonce, "CTXEVAL_EXEC_TIMEOUT": f"{timeout:g}",
                        "CTXEVAL_EXEC_OUTPUT_CAP": str(collector.cap), "CTXEVAL_EXEC_UID": str(AGENT_UID),
-                       "CTXEVAL_EXEC_CWD": WORKSPACE_MOUNT}
+                       "CTXEVAL_EXEC_CWD": WORKSPACE_MOUNT, EXEC_HELPER_ENV: source("exec_helper")}
         started = time.monotonic()
         api = self.client.api
         try:
-            created = api.exec_create(self.container.id, [*PYTHON, source("exec_helper"), command, *(args or [])],
+            created = api.exec_create(self.container.id, [*PYTHON, EXEC_HELPER_BOOTSTRAP, command, *(args or [])],
                                       stdin=True, stdout=True, stderr=True, user=SUPERVISOR_USER,
                                       environment=environment, workdir="/")
             sock = api.exec_start(created["Id"], socket=True)

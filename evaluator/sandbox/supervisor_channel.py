@@ -80,6 +80,14 @@ class SupervisorChannel:
             self._cond.wait_for(lambda: self.ready is not None or self.closed, timeout)
             return self.ready
 
+    def send(self, data: bytes) -> bool:
+        try:
+            with self._send_lock:
+                self.sock.sendall(data)
+            return True
+        except OSError:
+            return False
+
     def request(self, op: str, timeout: float = REQUEST_TIMEOUT_SECONDS, **fields: Any) -> dict[str, Any] | None:
         """PID 1's reply, or None when it does not answer in time (or the channel is gone)."""
         with self._cond:

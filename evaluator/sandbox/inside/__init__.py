@@ -1,6 +1,10 @@
 """Programs that run *inside* a sandbox container, with the image's own python3 and its standard
-library only (they import nothing of ctxeval). They are sent as `python3 -I -S -c SOURCE`, so no
-file of theirs is mounted and nothing in the agent's workspace can shadow a module they import.
+library only (they import nothing of ctxeval). They are started as `python3 -I -S -c BOOTSTRAP`
+(isolated: no cwd, environment or site directory on the path, so nothing in the agent's workspace
+can shadow a module they import), and their source follows by a channel the agent cannot read:
+the supervisor's on its own stdin (length-prefixed, before the protocol starts), the exec helper's
+in the exec's environment (taken out before the command starts). No file of theirs is mounted,
+and their command lines stay short.
 
 - supervisor.py: PID 1. Root inside the container with only CAP_KILL/SETUID/SETGID, not dumpable,
   so the agent's uid can neither signal nor ptrace it. Reaps orphans, answers the host over its
@@ -21,3 +25,26 @@ from pathlib import Path
 def source(name: str) -> str:
     """The source text of one in-container program (e.g. "supervisor")."""
     return (Path(__file__).with_name(f"{name}.py")).read_text(encoding="utf-8")
+
+
+# PID 1 reads a 10-digit length and that many bytes of source from its stdin, then runs it.
+SUPERVISOR_BOOTSTRAP = (
+    "import os\n"
+    "def take(n):\n"
+    "    data = b''\n"
+    "    while len(data) < n:\n"
+    "        chunk = os.read(0, n - len(data))\n"
+    "        if not chunk:\n"
+    "            raise SystemExit(0)\n"
+    "        data += chunk\n"
+    "    return data\n"
+    "exec(compile(take(int(take(10))), 'ctxeval-supervisor', 'exec'), {'__name__': '__main__'})\n")
+EXEC_HELPER_ENV = "CTXEVAL_EXEC_HELPER"
+EXEC_HELPER_BOOTSTRAP = ("import os; exec(compile(os.environ.pop('CTXEVAL_EXEC_HELPER'), 'ctxeval-exec', 'exec'), "
+                         "{'__name__': '__main__'})")
+
+
+def supervisor_preamble() -> bytes:
+    """What the host writes to PID 1's stdin first: the supervisor's length and source."""
+    code = source("supervisor").encode()
+    return f"{len(code):010d}".encode() + code
