@@ -34,5 +34,15 @@ class BudgetExceeded(CtxevalError):
         super().__init__(reason)
 
 
+class CallCancelled(CtxevalError):
+    """A call cut short by its deadline (an episode's wall-time budget): it ran out of time rather
+    than failed. `attempts` requests had been sent, over `seconds`."""
+
+    def __init__(self, message: str, attempts: int = 0, seconds: float = 0.0):
+        super().__init__(message)
+        self.attempts = attempts
+        self.seconds = seconds
+
+
 class SandboxError(CtxevalError):
     """The sandbox itself failed (not the agent's command)."""

@@ -13,6 +13,10 @@ JSON body so tests can assert what the real SDKs sent:
 Routes: POST /v1/chat/completions (OpenAI; base_url = server.openai_base_url = <url>/v1) and
 POST /v1/messages (Anthropic; base_url = server.anthropic_base_url = <url>). A reply is shaped
 for the route it answers. `server.peak` is the most requests it ever handled at once.
+
+Slow servers: `hang(seconds)` answers only after `seconds` (a model looping until the HTTP
+timeout); `trickle(count, interval)` sends the headers at once, then `count` keep-alive spaces,
+one every `interval` seconds, before the JSON body (a per-read timeout never fires).
 """
 from __future__ import annotations
 
@@ -46,6 +50,8 @@ class Reply:
     delay: float = 0.0
     message: str = "scripted error"
     truncate: bool = False  # announce the whole body, send half of it, hang up (a cut stream)
+    trickle_bytes: int = 0  # keep-alive spaces sent before the body, one per `trickle_interval` seconds
+    trickle_interval: float = 0.1
 
 
 def text(content: str, usage: dict[str, Any] | None = None, **fields: Any) -> Reply:
@@ -56,6 +62,16 @@ def tool_call(name: str, arguments: dict[str, Any] | str, id: str | None = None,
               usage: dict[str, Any] | None = None, **fields: Any) -> Reply:
     """A reply with one tool call; `arguments` as a str is sent verbatim (e.g. invalid JSON)."""
     return Reply(text=text, tool_calls=[{"name": name, "arguments": arguments, "id": id}], usage=usage, **fields)
+
+
+def hang(seconds: float = 60.0, content: str = "(too late)") -> Reply:
+    """A reply that comes only after `seconds` (until the server closes): a call that hangs."""
+    return Reply(text=content, delay=seconds)
+
+
+def trickle(count: int, interval: float = 0.1, content: str = "(trickled)") -> Reply:
+    """Headers at once, then `count` spaces `interval` seconds apart, then the body."""
+    return Reply(text=content, trickle_bytes=count, trickle_interval=interval)
 
 
 def error(status: int, message: str = "scripted error", headers: dict[str, str] | None = None,
@@ -192,7 +208,10 @@ class FakeLLMServer:
                 payload = self._error_body(fmt, reply)
             else:
                 payload = self._openai_body(reply, model) if fmt == "openai" else self._anthropic_body(reply, model)
-            self._send(handler, reply.status, payload, reply.headers, reply.truncate)
+            if reply.trickle_bytes:
+                self._send_trickled(handler, reply, payload)
+            else:
+                self._send(handler, reply.status, payload, reply.headers, reply.truncate)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
         finally:
@@ -214,6 +233,24 @@ class FakeLLMServer:
         if truncate:
             handler.close_connection = True
             handler.connection.shutdown(2)
+
+    def _send_trickled(self, handler: BaseHTTPRequestHandler, reply: Reply, payload: Any) -> None:
+        """The headers, then keep-alive spaces one by one, then the body (a JSON parser skips the spaces)."""
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        handler.send_response(reply.status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(reply.trickle_bytes + len(data)))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.flush()
+        for _ in range(reply.trickle_bytes):
+            if self._stopping.wait(reply.trickle_interval):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+        handler.wfile.write(data)
+        handler.wfile.flush()
 
     @staticmethod
     def _error_body(fmt: str, reply: Reply) -> dict[str, Any]:
@@ -267,4 +304,4 @@ def fake_llm_server() -> Iterator[FakeLLMServer]:
 
 
 __all__ = ["ANTHROPIC_PATH", "FakeLLMServer", "OPENAI_PATH", "RecordedRequest", "Reply", "error",
-           "fake_llm_server", "text", "tool_call"]
+           "fake_llm_server", "hang", "text", "tool_call", "trickle"]

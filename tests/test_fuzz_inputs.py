@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -34,7 +35,8 @@ from typer.testing import CliRunner
 from evaluator.agents.fixed import ScriptedActionsAgent
 from evaluator.analysis.leaderboard import verify_submission
 from evaluator.analysis.loading import bundle_targets, group_by_arm, load_run
-from evaluator.analysis.submission import SUBMISSION_FILE, artefact_digest, compute_totals
+from evaluator.analysis.run_cells import RUN_FILE
+from evaluator.analysis.submission import MIN_SEEDS, SCHEMA_VERSION, SUBMISSION_FILE, artefact_digest, compute_totals
 from evaluator.bundles import Bundle, load_bundle
 from evaluator.cli import app
 from evaluator.episode.context import check_output
@@ -697,19 +699,36 @@ def test_a_corrupt_run_json_is_a_clear_error(tmp_path, content):
 
 
 # -- submissions ---------------------------------------------------------------------------------------
+FUZZ_SEEDS = tuple(range(MIN_SEEDS))
+
+
 def write_artefacts(folder: Path) -> dict[str, str]:
-    """Two toy episodes' artefacts; episode id -> digest."""
+    """MIN_SEEDS toy episodes' artefacts; episode id -> digest."""
     digests = {}
-    for seed in (0, 1):
-        artefacts = folder / "artefacts" / f"toy-fixed-oracle-s{seed}"
+    for seed in FUZZ_SEEDS:
+        artefacts = folder / "artefacts" / f"toy-oracle-s{seed}"
         artefacts.mkdir(parents=True)
         (artefacts / "predictions.csv").write_text(f"id,target\n0,{seed}\n")
         digests[artefacts.name] = artefact_digest(artefacts)
     return digests
 
 
+# The run.json a submission carries: what `ctxeval run toy --agent oracle --seeds 3` writes (trimmed).
+RUN_RECORD: dict[str, Any] = {
+    "schema_version": 1, "run_id": "fuzz", "ctxeval_version": "0.1.0", "backend": "local",
+    "created_at": "2026-01-01T00:00:00+00:00", "attempts": [{"pid": 1, "started_at": "2026-01-01T00:00:00+00:00"}],
+    "matrix": {"bundles": ["toy"], "seeds": list(FUZZ_SEEDS),
+               "agents": [{"agent": "oracle", "model": None, "policy": "full_history", "mode": "controller",
+                           "base_url": None, "stop_on_valid_output": False, "actions": None}]},
+    "episodes": [f"toy-oracle-s{seed}" for seed in FUZZ_SEEDS],
+    "bundles": {"toy": {"version": "1.0.0", "path": "bundles/toy"}},
+    "images": {"toy": {"image": None, "image_hash": None}},
+}
+RUN_TEXT = json.dumps(RUN_RECORD, indent=2, sort_keys=True)
+
+
 def honest_document() -> dict[str, Any]:
-    """A hand-built submission of two toy episodes whose hashes, digests and totals all hold."""
+    """A hand-built submission of MIN_SEEDS toy episodes whose hashes, digests and totals all hold."""
     bundle = load_bundle(BUNDLES_DIR / "toy")
     with tempfile.TemporaryDirectory() as scratch:
         digests = write_artefacts(Path(scratch))
@@ -717,15 +736,16 @@ def honest_document() -> dict[str, Any]:
                  "score": 0.9 + seed / 100, "success": True,
                  "tokens": {"prompt": 10, "completion": 5, "summarizer": 0, "total": 15},
                  "cost_usd": 0.01, "medal": None, "artefact_digest": digest}
-                for seed, (episode_id, digest) in enumerate(digests.items())]
+                for seed, (episode_id, digest) in zip(FUZZ_SEEDS, digests.items())]
     return {
-        "schema_version": 1, "created_at": "2026-01-01T00:00:00+00:00", "ctxeval_version": "0.1.0",
-        "source_run_id": "fuzz", "model": "oracle", "policy": "-", "mode": "fixed",
-        "agent": {"kind": "oracle", "mode": "fixed"},
+        "schema_version": SCHEMA_VERSION, "created_at": "2026-01-01T00:00:00+00:00", "ctxeval_version": "0.1.0",
+        "source_run_id": "fuzz", "run_json_sha256": hashlib.sha256(RUN_TEXT.encode()).hexdigest(),
+        "model": "oracle", "policy": "-", "mode": "fixed",
+        "agent": {"kind": "oracle", "mode": "fixed", "model": None, "policy": None},
         "bundles": [{"id": "toy", "version": bundle.version, "bundle_hash": hash_tree(bundle.root),
                      "grader_hash": hash_tree(bundle.grader_dir), "image": None, "image_hash": None,
                      "metric": bundle.target.metric, "direction": bundle.target.direction}],
-        "seeds": [0, 1], "episodes": episodes, "totals": compute_totals(episodes),
+        "seeds": list(FUZZ_SEEDS), "episodes": episodes, "totals": compute_totals(episodes),
     }
 
 
@@ -745,13 +765,17 @@ def _huge_scores(document: dict[str, Any]) -> None:  # consistent claims whose s
     document["totals"]["mean_score"] = {"toy": 1.7e308}
 
 
-@pytest.fixture(scope="module")
-def submission_folder(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("submission")
+def honest_folder(folder: Path) -> Path:
     write_artefacts(folder)
+    (folder / RUN_FILE).write_text(RUN_TEXT)
     (folder / SUBMISSION_FILE).write_text(HONEST_TEXT)
     assert verify_submission(folder, backend="local", regrade=False) == []  # the positive control
     return folder
+
+
+@pytest.fixture(scope="module")
+def submission_folder(tmp_path_factory) -> Path:
+    return honest_folder(tmp_path_factory.mktemp("submission"))
 
 
 REASON = re.compile(r"submission\.json: (?P<path>\$\S*): \S")
@@ -786,4 +810,45 @@ def test_verify_submission_reasons_name_the_file_and_path(submission_folder, tex
         if reason.startswith("artefacts/"):
             continue
         match = REASON.match(reason)
+        assert match and JSON_PATH.fullmatch(match["path"]), f"no file and JSON path: {reason!r}"
+
+
+REASON_IN_EITHER = re.compile(r"(?:submission|run)\.json: (?P<path>\$\S*): \S")
+RUN_TEXTS = st.one_of(
+    st.builds(lambda d: json.dumps(d, indent=2), mutated(RUN_RECORD, JSON_VALUES)),
+    st.builds(lambda d: json.dumps(d, indent=2), numbers_tweaked(RUN_RECORD)),
+    st.integers(0, len(RUN_TEXT)).map(lambda n: RUN_TEXT[:n]),
+    st.tuples(st.integers(0, len(RUN_TEXT)), st.text(min_size=1, max_size=5)).map(
+        lambda p: RUN_TEXT[:p[0]] + p[1] + RUN_TEXT[p[0]:]),
+    JSON_TEXTS,
+)
+
+
+@pytest.fixture(scope="module")
+def run_file_folder(tmp_path_factory) -> Path:
+    return honest_folder(tmp_path_factory.mktemp("submission-run-file"))
+
+
+@fuzz(100)
+@given(text=RUN_TEXTS)
+@example(text=RUN_TEXT)  # positive control
+@example(text=json.dumps({**RUN_RECORD, "episodes": RUN_RECORD["episodes"][:-1]}))  # a seed's episode left out
+def test_verify_submission_reasons_on_a_garbled_run_json(run_file_folder, text):
+    """run.json fuzzed, its sha256 in submission.json kept right: reasons name a file and a JSON path."""
+    data = text.encode("utf-8", "surrogatepass")
+    (run_file_folder / RUN_FILE).write_bytes(data)
+    document = dict(HONEST, run_json_sha256=hashlib.sha256(data).hexdigest())
+    (run_file_folder / SUBMISSION_FILE).write_text(json.dumps(document, indent=2))
+    reasons = verify_submission(run_file_folder, backend="local", regrade=False)
+    event("accepted" if not reasons else "rejected")
+    assert isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)
+    try:
+        same = json.dumps(json.loads(text), sort_keys=True) == json.dumps(RUN_RECORD, sort_keys=True)
+    except (ValueError, RecursionError):
+        assert reasons, "an unreadable run.json was accepted"
+        same = False
+    if same:
+        assert reasons == [], reasons
+    for reason in reasons:
+        match = REASON_IN_EITHER.match(reason)
         assert match and JSON_PATH.fullmatch(match["path"]), f"no file and JSON path: {reason!r}"

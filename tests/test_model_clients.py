@@ -2,6 +2,7 @@
 wire translation, usage and cost, retries, timeouts, keys, the concurrency limit, replay."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from evaluator.errors import CtxevalError
-from evaluator.models import ModelError, ToolSchema, create_model
+from evaluator.models import ModelCallCancelled, ModelError, ToolSchema, create_model
 from evaluator.models import pricing, settings, tokens
 from evaluator.models.replay import RecordingModel, ReplayModel
 from policies.base import Message, ToolCall
 
 from fake_llm_server import (ANTHROPIC_PATH, OPENAI_PATH, FakeLLMServer, error, fake_llm_server,  # noqa: F401
-                             text, tool_call)
+                             hang, text, tool_call, trickle)
 
 KEY = "sk-test-0123456789abcdef"
 FAST_RETRY = {"retry-after-ms": "10"}  # both SDKs honour retry-after-ms (seconds / 1000)
@@ -200,7 +201,7 @@ def test_anthropic_response_schema_is_a_forced_tool(fake_llm_server):
     body = fake_llm_server.requests[0].body
     assert body["tool_choice"] == {"type": "tool", "name": "respond"}
     assert body["tools"][0]["input_schema"] == schema
-    assert body["max_tokens"] == settings.DEFAULT_ANTHROPIC_MAX_TOKENS
+    assert body["max_tokens"] == settings.DEFAULT_MAX_OUTPUT_TOKENS
 
 
 # -- retries, timeouts, errors ---------------------------------------------------------------
@@ -255,6 +256,113 @@ def test_unreachable_server_is_a_model_error():
     model = create_model("openai:gpt-4o", base_url="http://127.0.0.1:9/v1", api_key=KEY, max_retries=0, timeout=2)
     with pytest.raises(ModelError, match="cannot connect"):
         model.complete([Message("user", "go")])
+
+
+# -- the per-call output cap -----------------------------------------------------------------
+CAP_KEY = {"openai-official": "max_completion_tokens", "openai-compatible": "max_tokens", "anthropic": "max_tokens"}
+
+
+def capped_model(server: FakeLLMServer, target: str, monkeypatch, **options):
+    """`target`'s client against the fake server. "openai-official" serves the official API's
+    default base URL from the fake server, so the request is shaped as it is for api.openai.com."""
+    if target == "openai-official":
+        official = dataclasses.replace(settings.PROVIDERS["openai"], default_base_url=server.openai_base_url)
+        monkeypatch.setitem(settings.PROVIDERS, "openai", official)
+        model = create_model("openai:gpt-4o", api_key=KEY, max_retries=2, timeout=5, **options)
+        assert model.config.base_url_is_default
+        return model
+    return make(server, target.split("-")[0], **options)
+
+
+@pytest.mark.parametrize("target", list(CAP_KEY))
+def test_default_output_cap_is_in_every_request_body(fake_llm_server, monkeypatch, target):
+    fake_llm_server.enqueue(error(429, "slow down", headers=FAST_RETRY), text("a"), text("b"))
+    model = capped_model(fake_llm_server, target, monkeypatch)
+    model.complete([Message("user", "go")])
+    model.complete([Message("user", "go")], tools=[RUN_TOOL])
+    bodies = [r.body for r in fake_llm_server.requests]
+    assert len(bodies) == 3  # the retried attempt too
+    assert [b.get(CAP_KEY[target]) for b in bodies] == [settings.DEFAULT_MAX_OUTPUT_TOKENS] * 3
+    wrong_key = {"max_tokens", "max_completion_tokens"} - {CAP_KEY[target]}
+    assert not any(wrong_key & set(b) for b in bodies)
+    assert model.describe()["max_tokens"] == settings.DEFAULT_MAX_OUTPUT_TOKENS
+
+
+@pytest.mark.parametrize("source", ["option", "environment"])
+@pytest.mark.parametrize("target", list(CAP_KEY))
+def test_explicit_output_cap_overrides_the_default(fake_llm_server, monkeypatch, target, source):
+    options = {"max_tokens": 321} if source == "option" else {}
+    if source == "environment":
+        monkeypatch.setenv("CTXEVAL_MAX_OUTPUT_TOKENS", "321")
+    fake_llm_server.enqueue(text("a"))
+    capped_model(fake_llm_server, target, monkeypatch, **options).complete([Message("user", "go")])
+    assert fake_llm_server.requests[0].body[CAP_KEY[target]] == 321 != settings.DEFAULT_MAX_OUTPUT_TOKENS
+
+
+# -- the caller's deadline (an episode's wall-time budget) -------------------------------------
+DEADLINE_SLACK = 1.0  # seconds a call may run past its deadline (scheduling, closing the connection)
+
+
+def cancelled_within(model, deadline_in: float, **call) -> tuple[ModelCallCancelled, float]:
+    """Call with a deadline `deadline_in` seconds away; the cancellation and the seconds it took."""
+    started = time.monotonic()
+    with pytest.raises(ModelCallCancelled) as caught:
+        model.complete([Message("user", "go")], deadline=started + deadline_in, **call)
+    elapsed = time.monotonic() - started
+    assert elapsed <= deadline_in + DEADLINE_SLACK
+    assert isinstance(caught.value, ModelError) and "cancelled" in str(caught.value)
+    return caught.value, elapsed
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_deadline_cuts_a_hanging_call_and_starts_no_retry(fake_llm_server, provider):
+    fake_llm_server.always(hang(30))
+    model = make(fake_llm_server, provider, timeout=20, max_retries=3)  # 4 attempts of 20 s without the deadline
+    cancelled, elapsed = cancelled_within(model, 1.5)
+    assert elapsed >= 1.4  # it waited for the reply until the deadline, not less
+    assert len(fake_llm_server.requests) == 1 and cancelled.attempts == 1
+    assert cancelled.seconds == pytest.approx(elapsed, abs=0.2)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_deadline_cuts_a_reply_that_trickles_in(fake_llm_server, provider):
+    # control: keep-alive bytes every 0.05 s never trip a 0.5 s (per-read) timeout; the reply takes ~2 s
+    fake_llm_server.enqueue(trickle(40, interval=0.05, content="slow but fine"))
+    model = make(fake_llm_server, provider, timeout=0.5, max_retries=0)
+    started = time.monotonic()
+    assert model.complete([Message("user", "go")]).text == "slow but fine"
+    assert time.monotonic() - started >= 1.9
+    fake_llm_server.always(trickle(400, interval=0.05))  # 20 s of keep-alive bytes
+    cancelled, _ = cancelled_within(model, 1.0)
+    assert len(fake_llm_server.requests) == 2 and cancelled.attempts == 1
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_no_retry_starts_when_its_backoff_ends_past_the_deadline(fake_llm_server, provider):
+    fake_llm_server.always(error(503, "busy", headers={"retry-after": "30"}))
+    cancelled, elapsed = cancelled_within(make(fake_llm_server, provider, max_retries=3), 3.0)
+    assert elapsed < 1.5  # it did not sit out a backoff it could never finish
+    assert len(fake_llm_server.requests) == 1 and "503" in str(cancelled)
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_retries_go_on_while_the_deadline_allows(fake_llm_server, provider):
+    fake_llm_server.enqueue(error(429, "slow down", headers=FAST_RETRY), hang(0.3, content="done"))
+    model = make(fake_llm_server, provider, timeout=5)
+    assert model.complete([Message("user", "go")], deadline=time.monotonic() + 10).text == "done"
+    assert [r.headers.get("x-stainless-retry-count") for r in fake_llm_server.requests] == ["0", "1"]
+
+
+def test_waiting_for_a_connection_slot_counts_against_the_deadline(fake_llm_server):
+    fake_llm_server.enqueue(text("first", delay=2.0))
+    holder, waiter = make(fake_llm_server, max_concurrent=1), make(fake_llm_server, max_concurrent=1)
+    thread = threading.Thread(target=holder.complete, args=([Message("user", "go")],))
+    thread.start()
+    while not fake_llm_server.active:  # the holder's request is in flight: the one slot is taken
+        time.sleep(0.01)
+    cancelled_within(waiter, 0.5)
+    thread.join(10)
+    assert len(fake_llm_server.requests) == 1  # the waiter never sent anything
 
 
 # -- keys and settings -----------------------------------------------------------------------
@@ -367,6 +475,17 @@ def test_recorded_failure_replays_as_model_error(fake_llm_server, tmp_path):
     with pytest.raises(ModelError):
         recorder.complete([Message("user", "go")])
     with pytest.raises(ModelError, match="HTTP 400"):
+        ReplayModel(cassette).complete([Message("user", "go")])
+
+
+def test_a_call_cut_by_its_deadline_replays_as_cancelled(fake_llm_server, tmp_path):
+    cassette = tmp_path / "cut.jsonl"
+    fake_llm_server.always(hang(30))
+    recorder = RecordingModel(make(fake_llm_server, timeout=20), cassette)
+    cancelled_within(recorder, 0.5)
+    [line] = [json.loads(x) for x in cassette.read_text().splitlines()]
+    assert line["cancelled"] is True and "cancelled" in line["error"]
+    with pytest.raises(ModelCallCancelled):
         ReplayModel(cassette).complete([Message("user", "go")])
 
 

@@ -5,6 +5,12 @@ graders' hashes against the bundles here, every artefact folder against its dige
 against the episodes, and every episode's score, success and medal against a fresh grade of its
 artefacts in a new grading sandbox. Tokens and cost cannot be recomputed (the agent is not run
 again); they are only checked for consistency.
+
+Completeness: the submission carries its run's run.json (hashed in submission.json), and must hold
+exactly the episodes run.json's matrix gives its arm, every one finished, with at least MIN_SEEDS
+seeds per bundle, so an arm's bad seeds cannot be left out. What this cannot catch: a run.json
+rewritten whole and consistently (fewer seeds, ids to match, the hash recomputed), or several
+runs of which the best is submitted; see README, "Comparing, reporting, the leaderboard".
 """
 from __future__ import annotations
 
@@ -25,7 +31,10 @@ from ..hashing import hash_tree, iter_files
 from ..jsonschemas import data_violations, project_schema, violations
 from ..paths import BUNDLES_DIR, PROJECT_ROOT
 from .stats import Interval, bootstrap_mean, wilson_interval
-from .submission import ARTEFACTS_DIR, SKIPPED, SUBMISSION_FILE, artefact_digest, compute_totals, medal_of
+from .run_cells import (MAX_RUN_FILE_BYTES, RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle,
+                        sha256_bytes)
+from .submission import (ARTEFACTS_DIR, MIN_SEEDS, SCHEMA_VERSION, SKIPPED, SUBMISSION_FILE, arm_of,
+                         artefact_digest, compute_totals, medal_of)
 
 LEADERBOARD_ENV = "CTXEVAL_LEADERBOARD_DIR"
 SCORE_TOLERANCE = 1e-9
@@ -50,9 +59,22 @@ def read_submission(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
         document = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
         return None, [f"{SUBMISSION_FILE}: $: not JSON: {exc}"]
+    old = _older_format(document)
+    if old:
+        return document, [old]
     problems = data_violations(document, SUBMISSION_FILE) or \
         violations(document, project_schema("submission"), SUBMISSION_FILE, strict_integers=True)
     return document, [str(v) for v in problems]
+
+
+def _older_format(document: Any) -> str | None:
+    """Why a submission of an older schema_version is refused (None: not an older one)."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if type(version) is not int or not 1 <= version < SCHEMA_VERSION:
+        return None
+    return (f"{SUBMISSION_FILE}: $.schema_version: {version} is an older submission format that does not carry "
+            f"its run's {RUN_FILE} (so nothing shows that no seed was left out); this ctxeval reads "
+            f"{SCHEMA_VERSION}: build the submission again from its run with `ctxeval submit RUN`")
 
 
 def _close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
@@ -87,12 +109,32 @@ def _consistency(document: dict[str, Any]) -> list[str]:
         if tokens["total"] != tokens["prompt"] + tokens["completion"] + tokens["summarizer"]:
             reasons.append(f"{where}: $.episodes[{i}].tokens.total: {tokens['total']} is not "
                            "prompt + completion + summarizer")
-        if episode["status"] != "completed" and episode["success"]:
-            reasons.append(f"{where}: $.episodes[{i}].success: an episode with status error cannot succeed")
+        if episode["status"] != "completed":
+            reasons.append(f"{where}: $.episodes[{i}].status: {episode['episode_id']!r} ended in status "
+                           f"{episode['status']} (the evaluator, a sandbox or the model API failed): finish the "
+                           "run with `ctxeval run --resume RUN_ID`, then submit again")
     if sorted(document["seeds"]) != sorted({e["seed"] for e in document["episodes"]}):
         reasons.append(f"{where}: $.seeds: {document['seeds']} are not the episodes' seeds")
-    reasons += _totals_mismatches(document)
+    reasons += _claimed_arm_reasons(document) + seed_shortfalls(document) + _totals_mismatches(document)
     return reasons
+
+
+def _claimed_arm_reasons(document: dict[str, Any]) -> list[str]:
+    """$.model, $.policy and $.mode are what the leaderboard shows: they must be $.agent's."""
+    agent = document["agent"]
+    if not isinstance(agent.get("policy") or {}, dict):
+        return [f"{SUBMISSION_FILE}: $.agent.policy: not a policy description (an object with a name)"]
+    arm = arm_of({"agent": agent, "bundle": {"id": "-"}})
+    return [f"{SUBMISSION_FILE}: $.{name}: {document[name]!r} claimed, but $.agent is {getattr(arm, name)!r}"
+            for name in ("model", "policy", "mode") if document[name] != getattr(arm, name)]
+
+
+def seed_shortfalls(document: dict[str, Any]) -> list[str]:
+    """A reason per bundle with fewer than MIN_SEEDS seeds: the leaderboard does not rank those."""
+    seeds = seeds_by_bundle([(e["bundle"], e["seed"]) for e in document["episodes"]])
+    return [f"{SUBMISSION_FILE}: $.episodes: bundle {bundle!r} has {len(found)} seed(s) "
+            f"({', '.join(map(str, found))}); the leaderboard ranks an arm only with at least {MIN_SEEDS} seeds "
+            "per bundle (MIN_SEEDS)" for bundle, found in seeds.items() if len(found) < MIN_SEEDS]
 
 
 def _totals_mismatches(document: dict[str, Any]) -> list[str]:
@@ -113,6 +155,66 @@ def _totals_mismatches(document: dict[str, Any]) -> list[str]:
             reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score.{bundle_id}: "
                            f"{claimed['mean_score'][bundle_id]} claimed, the episodes give "
                            f"{actual['mean_score'][bundle_id]}")
+    return reasons
+
+
+# -- the run's matrix ----------------------------------------------------------------------------
+def _read_run_file(folder: Path) -> tuple[bytes | None, list[str]]:
+    path = folder / RUN_FILE
+    if path.is_symlink() or not path.is_file():
+        what = "a symlink, not a file" if path.is_symlink() else "not found"
+        return None, [f"{RUN_FILE}: {what} in {folder}: a submission carries its run's {RUN_FILE}"]
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_RUN_FILE_BYTES + 1), []  # parse_run_file refuses a longer one
+    except OSError as exc:
+        return None, [f"{RUN_FILE}: cannot be read: {exc.strerror or exc}"]
+
+
+def _run_file_reasons(document: dict[str, Any], folder: Path) -> list[str]:
+    """run.json beside submission.json: its sha256, and the episodes its matrix gives the arm."""
+    data, reasons = _read_run_file(folder)
+    if data is None:
+        return reasons
+    digest = sha256_bytes(data)
+    if digest != document["run_json_sha256"]:
+        reasons.append(f"{SUBMISSION_FILE}: $.run_json_sha256: {document['run_json_sha256']} does not match "
+                       f"{RUN_FILE} (sha256 {digest})")
+    record, problems = parse_run_file(data)
+    cells, more = run_cells(record) if record is not None else ([], [])
+    if problems or more:
+        return reasons + problems + more
+    if record["run_id"] != document["source_run_id"]:
+        reasons.append(f"{SUBMISSION_FILE}: $.source_run_id: {document['source_run_id']!r}, but {RUN_FILE} is of "
+                       f"run {record['run_id']!r}")
+    return reasons + _coverage_reasons(document, cells)
+
+
+def _coverage_reasons(document: dict[str, Any], cells: list[Cell]) -> list[str]:
+    """The submission holds exactly the episodes the matrix gives its agent, with their bundles and seeds."""
+    arm = arm_cells(cells, document["agent"])
+    if not arm:
+        return [f"{SUBMISSION_FILE}: $.agent: {RUN_FILE} lists no episode of this agent: the submission is "
+                "not of this run"]
+    mine, everyone = {c.episode_id: c for c in arm}, {c.episode_id for c in cells}
+    reasons = []
+    for i, episode in enumerate(document["episodes"]):
+        where, eid = f"{SUBMISSION_FILE}: $.episodes[{i}]", episode["episode_id"]
+        cell = mine.get(eid)
+        if cell is None:
+            what = f"another arm's episode in {RUN_FILE}" if eid in everyone else f"not an episode {RUN_FILE} lists"
+            reasons.append(f"{where}.episode_id: {eid!r} is {what}, not one of this arm's")
+        elif (episode["bundle"], episode["seed"]) != (cell.bundle, cell.seed):
+            reasons.append(f"{where}: bundle {episode['bundle']} seed {episode['seed']} claimed, but {RUN_FILE} "
+                           f"{cell.where} ({eid}) is bundle {cell.bundle} seed {cell.seed}")
+    given = {e["episode_id"] for e in document["episodes"]}
+    missing = [c.episode_id for c in arm if c.episode_id not in given]
+    if missing:
+        reasons.append(f"{SUBMISSION_FILE}: $.episodes: {len(missing)} of the {len(arm)} episodes {RUN_FILE} gives "
+                       f"this arm are missing: {', '.join(missing)}")
+    bundles = {c.bundle for c in arm}
+    reasons += [f"{SUBMISSION_FILE}: $.bundles[{j}].id: {claim['id']!r} is not a bundle of this arm in "
+                f"{RUN_FILE}" for j, claim in enumerate(document["bundles"]) if claim["id"] not in bundles]
     return reasons
 
 
@@ -268,7 +370,7 @@ def verify_submission(folder: str | Path, backend: str = "docker", *, bundles_ro
     document, reasons = read_submission(folder)
     if document is None or reasons:
         return reasons
-    reasons = _consistency(document)
+    reasons = _consistency(document) + _run_file_reasons(document, folder)
     bundles, bundle_reasons = _current_bundles(document, bundles_root or BUNDLES_DIR)
     indices, artefact_reasons = _artefact_problems(document, folder)
     reasons += bundle_reasons + artefact_reasons
@@ -305,6 +407,7 @@ def accept_submission(folder: str | Path, leaderboard: Path | None = None) -> tu
         entry = staging / target.name
         entry.mkdir()
         shutil.copy2(folder / SUBMISSION_FILE, entry / SUBMISSION_FILE)
+        shutil.copy2(folder / RUN_FILE, entry / RUN_FILE)
         for episode in document["episodes"]:
             shutil.copytree(folder / ARTEFACTS_DIR / episode["episode_id"],
                             entry / ARTEFACTS_DIR / episode["episode_id"], symlinks=True,
@@ -371,7 +474,7 @@ def _rows_of(name: str, document: dict[str, Any]) -> list[LeaderboardRow]:
     rows = []
     for claim in document["bundles"]:
         episodes = [e for e in document["episodes"] if e["bundle"] == claim["id"]]
-        if not episodes:
+        if len({e["seed"] for e in episodes}) < MIN_SEEDS:  # not ranked (verification refuses these)
             continue
         n = len(episodes)
         successes = sum(1 for e in episodes if e["success"])
@@ -407,6 +510,7 @@ def _rank(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:
 def leaderboard_table(leaderboard: Path | None = None, bundle: str | None = None) -> list[LeaderboardRow]:
     """Rows (one per stored submission and bundle), ranked within each bundle version.
 
+    A bundle with fewer than MIN_SEEDS seeds in a submission has no row (see seed_shortfalls).
     Submissions on different contents of a bundle (another bundle_hash) are ranked apart:
     their scores are not comparable."""
     entries, _ = load_entries(leaderboard)

@@ -78,13 +78,19 @@ def register(app: typer.Typer) -> None:
         """Rank the accepted submissions per bundle: success rate (Wilson 95 %), mean score (bootstrap 95 %)."""
         import json
 
-        from .leaderboard import leaderboard_dir, leaderboard_table, load_entries
+        from rich.markup import escape
+
+        from .leaderboard import leaderboard_dir, leaderboard_table, load_entries, seed_shortfalls
 
         def body():
             console = _console()
-            _, problems = load_entries(dir)
+            entries, problems = load_entries(dir)
             for problem in problems:
                 console.print(f"[yellow]warning:[/] skipped {problem}", highlight=False)
+            for name, document in entries:
+                for shortfall in seed_shortfalls(document):
+                    console.print(f"[yellow]warning:[/] not ranked: {escape(f'{name}: {shortfall}')}",
+                                  highlight=False)
             rows = leaderboard_table(dir, bundle)
             if as_json:
                 typer.echo(json.dumps([r.as_record() for r in rows], indent=2, sort_keys=True))

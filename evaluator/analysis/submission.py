@@ -1,8 +1,12 @@
 """Build a portable leaderboard submission from one arm (model x policy x mode) of a run.
 
-A submission folder holds `submission.json` (schemas/submission.schema.json) and
-`artefacts/<episode_id>/`, the episodes' final workspaces, so anyone holding the bundles can
-re-grade every claimed score (see leaderboard.verify_submission).
+A submission folder holds `submission.json` (schemas/submission.schema.json), the run's own
+`run.json` (its matrix; its sha256 is in submission.json) and `artefacts/<episode_id>/`, the
+episodes' final workspaces, so anyone holding the bundles can re-grade every claimed score and see
+that no episode of the arm was left out (see leaderboard.verify_submission).
+
+Only a finished arm is submitted: every episode run.json's matrix gives it, each completed (not in
+status error), with at least MIN_SEEDS seeds per bundle.
 """
 from __future__ import annotations
 
@@ -22,9 +26,16 @@ from ..errors import CtxevalError
 from ..hashing import iter_files
 from ..jsonschemas import validate
 from .loading import RunResults, arm_key, load_run
+from .run_cells import RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle, sha256_bytes
 
 SUBMISSION_FILE = "submission.json"
+SCHEMA_VERSION = 2  # 2: submissions carry run.json and its sha256 (1 did not; no longer accepted)
+# The fewest seeds per bundle the leaderboard ranks: with fewer, one lucky or unlucky seed decides a
+# rank, and the Wilson and bootstrap intervals say next to nothing. `ctxeval submit` refuses such an
+# arm and the leaderboard table never shows one.
+MIN_SEEDS = 3
 ARTEFACTS_DIR = "artefacts"
+RESULT_FILE = "result.json"  # an episode's result, as the runner names it
 WORKSPACE_DIR = "workspace"  # an episode's copied-out workspace, as the runner names it
 SKIPPED = ("__pycache__", ".pytest_cache", ".mypy_cache")  # what hashing.iter_files leaves out
 BUNDLE_FIELDS = ("id", "version", "bundle_hash", "grader_hash", "image", "image_hash", "metric", "direction")
@@ -123,7 +134,7 @@ def episode_dirs(run_dir: Path) -> dict[str, Path]:
     """episode_id -> its folder, read from each result.json (not from the folder's name)."""
     import json
     found: dict[str, Path] = {}
-    for path in sorted((run_dir / "episodes").glob("*/result.json")):
+    for path in sorted((run_dir / "episodes").glob(f"*/{RESULT_FILE}")):
         try:
             found[json.loads(path.read_text())["episode_id"]] = path.parent
         except (ValueError, KeyError, TypeError):
@@ -176,29 +187,101 @@ def _arm_results(run: RunResults, arm: SubmissionArm | None) -> tuple[Submission
     return chosen, sorted(results, key=lambda r: (r["bundle"]["id"], r["seed"], r["episode_id"]))
 
 
-def build_submission(run: RunResults | str | Path, arm: SubmissionArm | None = None) -> dict[str, Any]:
-    """submission.json's document for one arm of a run (the only arm when `arm` is None)."""
-    loaded = _as_run(run)
+@dataclass(frozen=True)
+class RunFile:
+    """The run's run.json: its exact bytes (shipped as they are, hashed) and the cells they lay out."""
+
+    data: bytes
+    run_id: str
+    resumable: bool  # a `ctxeval run` matrix (resumed with --resume); else a library execute(RunPlan)
+    cells: list[Cell]
+
+
+def read_run_file(run: RunResults) -> RunFile:
+    """The run's run.json, or an error saying why it cannot back a submission."""
+    path = run.run_dir / RUN_FILE
+    if not path.is_file():
+        raise CtxevalError(f"{path}: not found: a submission carries its run's {RUN_FILE} (the matrix that "
+                           f"says which episodes the arm has), so run {run.run_id} cannot be submitted")
+    data = path.read_bytes()
+    record, reasons = parse_run_file(data, str(path))
+    cells, more = run_cells(record, str(path)) if record is not None else ([], [])
+    if reasons or more:
+        raise CtxevalError(f"run {run.run_id} cannot be submitted: {(reasons + more)[0]}")
+    return RunFile(data, record["run_id"], "matrix" in record, cells)
+
+
+def _check_results(run: RunFile, arm: SubmissionArm, expected: list[Cell],
+                   results: list[dict[str, Any]]) -> None:
+    """Every result of the arm is one of its cells, of this run, with the cell's bundle and seed."""
+    cells = {cell.episode_id: cell for cell in expected}
+    for result in results:
+        where = f"episodes/{result['episode_id']}/{RESULT_FILE}"
+        cell = cells.get(result["episode_id"])
+        if cell is None:
+            raise CtxevalError(f"{where}: an episode of {arm.label} that {RUN_FILE} does not list: "
+                               "a submission is one run's episodes only")
+        if result.get("run_id") != run.run_id:
+            raise CtxevalError(f"{where}: $.run_id: {result.get('run_id')!r}, but {RUN_FILE} is of run "
+                               f"{run.run_id!r}: the episode was copied in from another run")
+        if (result["bundle"]["id"], result["seed"]) != (cell.bundle, cell.seed):
+            raise CtxevalError(f"{where}: bundle {result['bundle']['id']} seed {result['seed']}, but {RUN_FILE} "
+                               f"{cell.where} is bundle {cell.bundle} seed {cell.seed}")
+
+
+def _check_seeds(run: RunFile, arm: SubmissionArm, expected: list[Cell]) -> None:
+    short = {b: s for b, s in seeds_by_bundle([(c.bundle, c.seed) for c in expected]).items()
+             if len(s) < MIN_SEEDS}
+    if short:
+        listing = "; ".join(f"bundle {b}: {len(s)} (seeds {', '.join(map(str, s))})" for b, s in short.items())
+        raise CtxevalError(f"{arm.label} of run {run.run_id} has too few seeds for the leaderboard, which ranks "
+                           f"an arm only with at least {MIN_SEEDS} seeds per bundle (MIN_SEEDS): {listing}. "
+                           f"Start a new run with more seeds (e.g. `ctxeval run ... --seeds {MIN_SEEDS}`)")
+
+
+def _check_finished(run: RunFile, arm: SubmissionArm, expected: list[Cell],
+                    results: list[dict[str, Any]]) -> None:
+    """Every episode of the arm has a result, and none ended in status error."""
+    done = {r["episode_id"]: r for r in results}
+    missing = [c.episode_id for c in expected if c.episode_id not in done]
+    errored = [c.episode_id for c in expected if c.episode_id in done and done[c.episode_id]["status"] == "error"]
+    if not missing and not errored:
+        return
+    parts = ([f"{len(missing)} without a result ({', '.join(missing)})"] if missing else []) + \
+        ([f"{len(errored)} in status error ({', '.join(errored)})"] if errored else [])
+    how = (f"`ctxeval run --resume {run.run_id}` (with --runs-dir if the run is not under runs/) runs exactly "
+           "these again" if run.resumable else
+           f"execute() the same RunPlan again (run_id={run.run_id!r}) runs exactly these again")
+    raise CtxevalError(f"{arm.label} of run {run.run_id} is not finished: of its {len(expected)} episodes, "
+                       f"{' and '.join(parts)}; a submission carries every episode of its arm. {how}, "
+                       "then submit")
+
+
+def _arm_of_run(loaded: RunResults, arm: SubmissionArm | None) -> tuple[SubmissionArm, list[dict[str, Any]], RunFile]:
+    """The arm, its results and run.json, once the arm is complete and finished."""
     chosen, results = _arm_results(loaded, arm)
+    run = read_run_file(loaded)
+    expected = arm_cells(run.cells, results[0]["agent"])
+    _check_results(run, chosen, expected, results)
+    _check_seeds(run, chosen, expected)
+    _check_finished(run, chosen, expected, results)
+    return chosen, results, run
+
+
+def _document(loaded: RunResults, chosen: SubmissionArm, results: list[dict[str, Any]],
+              run: RunFile) -> dict[str, Any]:
     dirs = episode_dirs(loaded.run_dir)
     by_bundle: dict[str, list[dict[str, Any]]] = {}
     for result in results:
         by_bundle.setdefault(result["bundle"]["id"], []).append(result)
-    seen: set[tuple[str, int]] = set()
-    for result in results:
-        key = (result["bundle"]["id"], result["seed"])
-        if key in seen:
-            raise CtxevalError(f"run {loaded.run_id} has two episodes of {chosen.label} on bundle {key[0]} "
-                               f"with seed {key[1]}")
-        seen.add(key)
     episodes = []
     for result in results:
         folder = dirs.get(result["episode_id"], loaded.run_dir / "episodes" / result["episode_id"])
         episodes.append(_episode_entry(result, folder / WORKSPACE_DIR))
     document = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "ctxeval_version": __version__, "source_run_id": loaded.run_id,
+        "ctxeval_version": __version__, "source_run_id": run.run_id, "run_json_sha256": sha256_bytes(run.data),
         "model": chosen.model, "policy": chosen.policy, "mode": chosen.mode,
         "agent": results[0]["agent"],
         "bundles": [_bundle_record(group) for _, group in sorted(by_bundle.items())],
@@ -208,6 +291,20 @@ def build_submission(run: RunResults | str | Path, arm: SubmissionArm | None = N
     }
     validate(document, "submission", SUBMISSION_FILE)
     return document
+
+
+def _build(run: RunResults | str | Path, arm: SubmissionArm | None) -> tuple[RunResults, dict[str, Any], RunFile]:
+    loaded = _as_run(run)
+    chosen, results, run_file = _arm_of_run(loaded, arm)
+    return loaded, _document(loaded, chosen, results, run_file), run_file
+
+
+def build_submission(run: RunResults | str | Path, arm: SubmissionArm | None = None) -> dict[str, Any]:
+    """submission.json's document for one arm of a run (the only arm when `arm` is None).
+
+    The arm must be finished and complete: every episode run.json's matrix gives it, none in status
+    error, at least MIN_SEEDS seeds per bundle; else a CtxevalError says what is missing."""
+    return _build(run, arm)[1]
 
 
 def _replace_folder(staging: Path, out_dir: Path) -> None:
@@ -228,9 +325,8 @@ def _replace_folder(staging: Path, out_dir: Path) -> None:
 
 def write_submission(run: RunResults | str | Path, out_dir: Path,
                      arm: SubmissionArm | None = None) -> tuple[Path, dict[str, Any]]:
-    """Write the submission folder (submission.json + artefacts/) whole, or not at all."""
-    loaded = _as_run(run)
-    document = build_submission(loaded, arm)
+    """Write the submission folder (submission.json + run.json + artefacts/) whole, or not at all."""
+    loaded, document, run_file = _build(run, arm)
     dirs = episode_dirs(loaded.run_dir)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +342,7 @@ def write_submission(run: RunResults | str | Path, out_dir: Path,
                 target.mkdir(parents=True)
             if artefact_digest(target) != episode["artefact_digest"]:
                 raise CtxevalError(f"the workspace of {episode['episode_id']} changed while it was copied")
+        (staging / RUN_FILE).write_bytes(run_file.data)  # the bytes its sha256 was taken of
         write_json_atomic(staging / SUBMISSION_FILE, document)
         os.chmod(staging, 0o755)
         _replace_folder(staging, out_dir)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ..bundles.manifest import Bundle, ToolSpec
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, CallCancelled
 from ..jsonschemas import data_violations, violations
 from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
-from ..tracing.spans import NO_TRACING, ToolCall, Tracing
+from ..tracing.spans import NO_TRACING, LlmCall, ToolCall, Tracing
 from .events import EventLog
 
 STOP_SUBMITTED = "submitted"
@@ -27,6 +27,8 @@ STOP_AGENT_ERROR = "agent_error"
 STOP_MODEL_ERROR = "model_error"
 STOP_VALID_OUTPUT = "valid_output"
 STOP_ACTIONS_DONE = "actions_exhausted"
+
+LLM_CALL_CANCELLED = "llm_call_cancelled"  # the event, and the outcome counted, of a call the wall budget cut
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,10 @@ class EpisodeContext:
     def remaining_wall(self) -> float:
         return max(1.0, self.wall_seconds - self.elapsed())
 
+    def wall_deadline(self) -> float:
+        """When the wall-time budget runs out, as a time.monotonic() value."""
+        return self.started + self.wall_seconds
+
     # -- actions -----------------------------------------------------------------
     def exec(self, command: str, timeout: float | None = None) -> ExecResult:
         step = self._begin_step("exec")
@@ -279,8 +285,14 @@ class EpisodeContext:
     def call_model(self, model: Any, messages: list[Any], *, context_tokens: int, full_tokens: int | None = None,
                    tools: list[Any] | None = None, response_schema: dict[str, Any] | None = None,
                    summarizer: bool = False) -> Any:
-        """One model call: traced as an `llm` span, timed, and counted against the budget."""
-        options: dict[str, Any] = {}
+        """One model call: traced as an `llm` span, timed, counted against the budget, and bounded by
+        the wall-time budget: a call still running when it runs out is cancelled, recorded as such,
+        and ends the episode (BudgetExceeded wall_time: the episode is still graded)."""
+        deadline = self.wall_deadline()
+        seconds_left = deadline - time.monotonic()
+        if seconds_left <= 0:
+            raise BudgetExceeded(STOP_WALL_TIME)
+        options: dict[str, Any] = {"deadline": deadline}
         if tools is not None:
             options["tools"] = tools
         if response_schema is not None:
@@ -290,7 +302,11 @@ class EpisodeContext:
                                         "tools": [t.name for t in tools or []]},
                             summarizer=summarizer) as span:
             started = time.monotonic()
-            response = model.complete(messages, **options)
+            try:
+                response = model.complete(messages, **options)
+            except CallCancelled as exc:
+                self._record_cancelled_call(model.name, span, exc, time.monotonic() - started, seconds_left, summarizer)
+                raise BudgetExceeded(STOP_WALL_TIME) from exc
             seconds = time.monotonic() - started
             span.finish(response, context_tokens, full_tokens)
         self.record_llm_call(response.usage, seconds, context_tokens, summarizer=summarizer, full_tokens=full_tokens)
@@ -309,3 +325,12 @@ class EpisodeContext:
             self.metrics.full_history_tokens.append(full_tokens if full_tokens is not None else context_tokens)
         self.metrics.cost_usd += usage.cost_usd
         self.metrics.model_seconds += seconds
+
+    def _record_cancelled_call(self, model_name: str, span: LlmCall, exc: CallCancelled, seconds: float,
+                               seconds_left: float, summarizer: bool) -> None:
+        """A call the wall-time budget cut: its time counts; it has no reply and no usage."""
+        self.metrics.model_seconds += seconds
+        self.outcomes[LLM_CALL_CANCELLED] += 1
+        span.cancel(str(exc))
+        self.events.emit(LLM_CALL_CANCELLED, model=model_name, summarizer=summarizer, seconds=round(seconds, 3),
+                         seconds_left=round(seconds_left, 3), attempts=exc.attempts, reason=str(exc))

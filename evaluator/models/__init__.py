@@ -6,14 +6,15 @@
 * `replay:<cassette.jsonl>` — replays recorded replies (replay.py); `record=<path>` records any model
 
 The API clients (and their SDKs) are imported only when such a model is created, so importing
-this package stays fast. Keys, base URLs, retries, timeouts and the concurrency limit: settings.py.
+this package stays fast. Keys, base URLs, retries, timeouts, the output cap and the concurrency limit:
+settings.py; how a deadline bounds a call: retries.py.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ..errors import CtxevalError
-from .base import Model, ModelError, ModelResponse, ToolSchema
+from .base import Model, ModelCallCancelled, ModelError, ModelResponse, ToolSchema
 
 API_OPTIONS = ("api_key", "max_retries", "timeout", "max_concurrent", "max_tokens", "temperature")
 PROVIDER_OPTIONS = {"openai": API_OPTIONS + ("json_mode",), "anthropic": API_OPTIONS, "replay": ("strict",)}
@@ -66,4 +67,4 @@ def _create(spec: str, base_url: str | None, options: dict[str, Any]) -> Model:
                        f"or scripted:<name> (e.g. scripted:hill_climb)")
 
 
-__all__ = ["Model", "ModelError", "ModelResponse", "ToolSchema", "create_model"]
+__all__ = ["Model", "ModelCallCancelled", "ModelError", "ModelResponse", "ToolSchema", "create_model"]

@@ -16,7 +16,8 @@ Wire format (neutral `Message` -> Messages API):
   `input_schema` is the schema (the documented way to get JSON from Claude); its input comes back
   as the reply's text, JSON-encoded. A schema that is not an object schema is put in the system
   prompt instead.
-* `max_tokens` is required: CTXEVAL_MAX_OUTPUT_TOKENS or `max_tokens=`, default 4096.
+* `max_tokens` is required: CTXEVAL_MAX_OUTPUT_TOKENS or `max_tokens=`, default
+  settings.DEFAULT_MAX_OUTPUT_TOKENS.
 
 Reply -> `ModelResponse`: text blocks joined, tool_use blocks -> ToolCall(id, name, input), usage:
 `prompt_tokens = input_tokens + cache_read_input_tokens + cache_creation_input_tokens` (so it means
@@ -126,9 +127,11 @@ class AnthropicModel(ApiModel):
         extra: dict[str, Any] = {}
         if "open_telemetry" in inspect.signature(self.sdk.Anthropic.__init__).parameters:
             extra["open_telemetry"] = False  # no spans carrying prompts out of the process
-        return self.sdk.Anthropic(**credential, base_url=self.config.base_url, max_retries=self.config.max_retries,
-                                  timeout=sdk_timeout(self.sdk, self.config),
-                                  http_client=make_http_client(self.sdk, self.config, self.attempts), **extra)
+        return self.sdk.Anthropic(**credential, base_url=self.config.base_url,
+                                  max_retries=0,  # ApiModel.call retries, within the caller's deadline
+                                  timeout=sdk_timeout(self.sdk, self.config.timeout),
+                                  http_client=make_http_client(self.sdk, self.config, self.attempts,
+                                                               self.reply_deadline), **extra)
 
     def request_body(self, messages: list[Message], tools: list[ToolSchema] | None = None,
                      response_schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -153,9 +156,9 @@ class AnthropicModel(ApiModel):
         return body
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         body = self.request_body(messages, tools, response_schema)
-        response = self.call(lambda: self.client.messages.create(**body))
+        response = self.call(lambda options: self.client.messages.create(**body, **options), deadline)
         return self.parse_response(response, forced=not tools and "tool_choice" in body)
 
     def parse_response(self, response: Any, forced: bool = False) -> ModelResponse:

@@ -8,7 +8,7 @@ from typing import Any
 from policies.base import Message, ToolCall
 
 from ..episode.context import Usage
-from ..errors import CtxevalError
+from ..errors import CallCancelled, CtxevalError
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class ModelError(CtxevalError):
     """A model call failed for good (after retries): the episode ends with this recorded."""
 
 
+class ModelCallCancelled(ModelError, CallCancelled):
+    """A model call cut by its deadline: no reply. EpisodeContext.call_model records it as cancelled
+    and ends the episode on its wall-time budget (not as an error)."""
+
+
 class Model(abc.ABC):
     name: str = "abstract"
 
@@ -41,5 +46,7 @@ class Model(abc.ABC):
 
     @abc.abstractmethod
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
-        """One call. Offline models must decide only from `messages` (and `tools`)."""
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
+        """One call. Offline models must decide only from `messages` (and `tools`). `deadline` (a
+        time.monotonic() value: the end of the episode's wall-time budget) bounds a call that waits
+        on a server; cut by it, the call raises ModelCallCancelled. Offline models answer at once."""

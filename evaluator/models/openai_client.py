@@ -15,6 +15,9 @@ Wire format (neutral `Message` -> Chat Completions):
 * `response_schema` without tools -> `response_format` json_schema (non-strict, any schema works);
   `json_mode="json_object"` (or CTXEVAL_OPENAI_JSON_MODE) asks for a JSON object instead, for
   servers without json_schema support; `json_mode="off"` sends neither.
+* the output cap (settings.DEFAULT_MAX_OUTPUT_TOKENS, or `max_tokens=` / CTXEVAL_MAX_OUTPUT_TOKENS)
+  is in every request: `max_completion_tokens` to the official API (reasoning models need it),
+  `max_tokens` to a compatible server (vLLM, llama.cpp's llama-server and Ollama read that one).
 
 Reply -> `ModelResponse`: text (the refusal text if the model refused), tool calls with arguments
 parsed from JSON (kept as the raw string when they are not a JSON object, so the agent loop can
@@ -103,8 +106,9 @@ class OpenAIModel(ApiModel):
     def _make_client(self) -> Any:
         return self.sdk.OpenAI(api_key=self.config.api_key, base_url=self.config.base_url,
                                organization=setting("OPENAI_ORG_ID"), project=setting("OPENAI_PROJECT_ID"),
-                               max_retries=self.config.max_retries, timeout=sdk_timeout(self.sdk, self.config),
-                               http_client=make_http_client(self.sdk, self.config, self.attempts))
+                               max_retries=0,  # ApiModel.call retries, within the caller's deadline
+                               timeout=sdk_timeout(self.sdk, self.config.timeout),
+                               http_client=make_http_client(self.sdk, self.config, self.attempts, self.reply_deadline))
 
     def request_body(self, messages: list[Message], tools: list[ToolSchema] | None = None,
                      response_schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -122,18 +126,16 @@ class OpenAIModel(ApiModel):
                 # the API rejects json_object unless the word JSON appears in the messages
                 body["messages"].append({"role": "system", "content": "Reply with one JSON object matching "
                                          f"this JSON Schema: {json.dumps(response_schema)}"})
-        if self.config.max_tokens is not None:
-            # official API: max_completion_tokens (required by reasoning models); compatible servers: max_tokens
-            key = "max_completion_tokens" if self.config.base_url_is_default else "max_tokens"
-            body[key] = self.config.max_tokens
+        # official API: max_completion_tokens (required by reasoning models); compatible servers: max_tokens
+        body["max_completion_tokens" if self.config.base_url_is_default else "max_tokens"] = self.config.max_tokens
         if self.temperature is not None:
             body["temperature"] = self.temperature
         return body
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         body = self.request_body(messages, tools, response_schema)
-        response = self.call(lambda: self.client.chat.completions.create(**body))
+        response = self.call(lambda options: self.client.chat.completions.create(**body, **options), deadline)
         return self.parse_response(response, messages)
 
     def parse_response(self, response: Any, messages: list[Message]) -> ModelResponse:

@@ -15,8 +15,10 @@ Cassette format (UTF-8 JSON Lines, one object per call, in call order)::
      "request_sha256": "…"}                          # optional: fingerprint of what was sent
 
 A call that failed is recorded as ``{"error": "<ModelError message>", "model": …, "request_sha256": …}``
-and replays as that ModelError. Only `text` is required; blank lines are ignored. Keys are never
-recorded (requests are only fingerprinted). Replaying past the last line is a ModelError.
+and replays as that ModelError; one its deadline cut also has ``"cancelled": true`` and replays as a
+ModelCallCancelled (so the replayed episode too ends on its wall-time budget). Only `text` is
+required; blank lines are ignored. Keys are never recorded (requests are only fingerprinted).
+Replaying past the last line is a ModelError.
 
 `request_sha256` is the SHA-256 of the canonical JSON of the wire-relevant parts of the request
 (each message's role, content, tool calls, tool_call_id and name; the tools; the response schema).
@@ -36,7 +38,7 @@ from policies.base import Message, ToolCall
 
 from ..episode.context import Usage
 from ..errors import CtxevalError
-from .base import Model, ModelError, ModelResponse, ToolSchema
+from .base import Model, ModelCallCancelled, ModelError, ModelResponse, ToolSchema
 
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
 
@@ -124,7 +126,7 @@ class ReplayModel(Model):
         return super().count_tokens(text)
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         with self._lock:
             if self.position >= len(self.records):
                 raise ModelError(f"replay cassette {self.path} is exhausted: it holds {len(self.records)} "
@@ -138,7 +140,7 @@ class ReplayModel(Model):
                 raise ModelError(f"replay cassette {self.path}: call {number} differs from the recorded request "
                                  f"(strict replay)")
         if "error" in record:
-            raise ModelError(str(record["error"]))
+            raise (ModelCallCancelled if record.get("cancelled") else ModelError)(str(record["error"]))
         return record_to_response(record, f"{self.path}: reply {number}")
 
 
@@ -166,12 +168,13 @@ class RecordingModel(Model):
             handle.flush()
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         fingerprint = request_fingerprint(messages, tools, response_schema)
         try:
-            response = self.inner.complete(messages, tools=tools, response_schema=response_schema)
+            response = self.inner.complete(messages, tools=tools, response_schema=response_schema, deadline=deadline)
         except ModelError as exc:
-            self._append({"error": str(exc), "model": self.inner.name, "request_sha256": fingerprint})
+            cut = {"cancelled": True} if isinstance(exc, ModelCallCancelled) else {}
+            self._append({"error": str(exc), **cut, "model": self.inner.name, "request_sha256": fingerprint})
             raise
         self._append({**response_to_record(response), "model": self.inner.name, "request_sha256": fingerprint})
         return response

@@ -55,7 +55,7 @@ class HillClimb(Model):
     name = "scripted:hill_climb"
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         text = "\n".join(m.content for m in messages)
         target = next((t for m in messages if (t := _json_after(TARGET_MARK, m.content))), {}) or {}
         tried, best = [], None
@@ -121,7 +121,7 @@ class React(Model):
     name = "scripted:react"
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None) -> ModelResponse:
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         prompt_tokens = sum(count_tokens(m.content) + 4 for m in messages)
         if not tools:  # a summarisation request
             text = self._summary(messages)

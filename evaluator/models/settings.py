@@ -15,17 +15,26 @@ Where a setting comes from (first found wins):
 | ANTHROPIC_API_KEY                 | key for `anthropic:<model>` (ANTHROPIC_AUTH_TOKEN also accepted) | — |
 | ANTHROPIC_BASE_URL                | another Messages-API endpoint                        | api.anthropic.com |
 | CTXEVAL_MAX_RETRIES               | retries after the first attempt (429/408/409/5xx/timeouts/connection errors) | 4 |
-| CTXEVAL_MODEL_TIMEOUT             | seconds one HTTP attempt may take                    | 300     |
+| CTXEVAL_MODEL_TIMEOUT             | seconds one HTTP attempt may take (never more than the episode's time left) | 300 |
 | CTXEVAL_MAX_CONCURRENT_REQUESTS   | in-flight calls per provider + base URL, process-wide | 4      |
-| CTXEVAL_MAX_OUTPUT_TOKENS         | max tokens per reply (Anthropic needs one; OpenAI only if set) | 4096 (Anthropic) |
+| CTXEVAL_MAX_OUTPUT_TOKENS         | max tokens per reply, sent in every request (`max_tokens=`) | 4096 |
 
 Keys are held only by the SDK client objects: they are never printed, never part of
 `describe()`, and they are scrubbed from every `ModelError` message.
 
-Retries are the SDKs' own (exponential backoff with jitter, honouring `retry-after-ms` /
-`retry-after`); this module counts the HTTP attempts they make (an httpx event hook) so an error
-can say how many were made, and gates calls through a process-wide semaphore per provider and
-base URL (plus a matching httpx connection limit).
+The output cap is always sent (DEFAULT_MAX_OUTPUT_TOKENS says why 4096): as `max_tokens` to
+Anthropic and to OpenAI-compatible servers, as `max_completion_tokens` to api.openai.com, where it
+also bounds a reasoning model's hidden reasoning (raise it for those).
+
+Retries are ctxeval's (retries.py: the SDKs' policy — exponential backoff with jitter, honouring
+`retry-after-ms` / `retry-after` — with the SDKs' own retries off), so that a caller's deadline
+(the episode's wall-time budget, passed as `complete(..., deadline=)`) bounds the whole call: each
+attempt's timeout is at most the time left, no retry starts once it is spent (nor after a backoff
+that would outlast it), a reply still trickling in is cut at it, waiting for a connection slot
+counts against it, and a call the deadline cuts raises ModelCallCancelled. This module counts
+the HTTP attempts made (an httpx event hook) so an error can say how many were made, and gates
+calls through a process-wide semaphore per provider and base URL (plus a matching httpx
+connection limit).
 """
 from __future__ import annotations
 
@@ -42,15 +51,17 @@ from typing import Any, Callable, Iterator, Mapping
 from ..episode.context import Usage
 from ..errors import CtxevalError
 from ..paths import PROJECT_ROOT
-from .base import Model, ModelError
+from .base import Model, ModelCallCancelled, ModelError
+from .retries import RETRIABLE_STATUS, RETRY_COUNT_HEADER, CallClock, ReplyDeadline, backoff_seconds, retry_wait
 
-MALFORMED_BACKOFF_CAP_SECONDS = 8.0
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_RETRIES = 4
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_MAX_CONCURRENT = 4
-DEFAULT_ANTHROPIC_MAX_TOKENS = 4096
+# An agent turn (a tool call, a JSON proposal, a file's content) fits with room to spare, and a model
+# stuck in a loop stops after minutes of generation at worst instead of running into the HTTP timeout.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 # The project-root .env; tests point this elsewhere.
@@ -142,7 +153,7 @@ class ClientConfig:
     max_retries: int
     timeout: float
     max_concurrent: int
-    max_tokens: int | None
+    max_tokens: int
     api_key: str | None = field(default=None, repr=False)
     key_var: str | None = None  # which variable the key came from (never the key itself)
     key_source: str | None = None  # "argument" | "environment" | "<path>/.env" | "placeholder"
@@ -207,16 +218,19 @@ def resolve_config(provider: str, model: str, *, base_url: str | None = None, ap
     limit = _number("max_concurrent (CTXEVAL_MAX_CONCURRENT_REQUESTS)",
                     max_concurrent if max_concurrent is not None
                     else setting("CTXEVAL_MAX_CONCURRENT_REQUESTS", str(DEFAULT_MAX_CONCURRENT), env), int, 1)
-    raw_tokens = max_tokens if max_tokens is not None else setting("CTXEVAL_MAX_OUTPUT_TOKENS", None, env)
-    if raw_tokens is None and provider == "anthropic":
-        raw_tokens = DEFAULT_ANTHROPIC_MAX_TOKENS
-    out_tokens = None if raw_tokens is None else _number("max_tokens (CTXEVAL_MAX_OUTPUT_TOKENS)", raw_tokens, int, 1)
+    out_tokens = _number("max_tokens (CTXEVAL_MAX_OUTPUT_TOKENS)",
+                         max_tokens if max_tokens is not None
+                         else setting("CTXEVAL_MAX_OUTPUT_TOKENS", str(DEFAULT_MAX_OUTPUT_TOKENS), env), int, 1)
     return ClientConfig(provider=provider, model=model, base_url=url, base_url_is_default=is_default,
                         max_retries=retries, timeout=seconds, max_concurrent=limit, max_tokens=out_tokens,
                         api_key=key, key_var=key_var, key_source=source, auth_token=auth_token)
 
 
 # -- concurrency -----------------------------------------------------------------------------
+class SlotTimeout(Exception):
+    """No slot of a ConcurrencyGate came free in time."""
+
+
 class ConcurrencyGate:
     """At most `limit` calls in flight; `peak` is kept for diagnostics and tests."""
 
@@ -228,16 +242,19 @@ class ConcurrencyGate:
         self.peak = 0
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._semaphore:
+    def slot(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold a slot; SlotTimeout when none comes free within `timeout` seconds (None: wait)."""
+        if not self._semaphore.acquire(timeout=timeout):
+            raise SlotTimeout(f"no free slot within {timeout:.1f}s")
+        try:
             with self._lock:
                 self.active += 1
                 self.peak = max(self.peak, self.active)
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self.active -= 1
+            yield
+        finally:
+            with self._lock:
+                self.active -= 1
+            self._semaphore.release()
 
 
 _GATES: dict[tuple[str, str], ConcurrencyGate] = {}
@@ -275,17 +292,18 @@ class AttemptCounter:
         self._local.count = self.count + 1
 
 
-def make_http_client(sdk: Any, config: ClientConfig, counter: AttemptCounter) -> Any:
+def make_http_client(sdk: Any, config: ClientConfig, counter: AttemptCounter, reply_deadline: ReplyDeadline) -> Any:
     """The SDK's own default httpx client class (httpx or httpx2, whichever the SDK uses) with the
-    connection limit and the attempt-counting hook."""
+    connection limit, the attempt-counting hook and the hook cutting a reply at its call's deadline."""
     limits = type(sdk.DEFAULT_CONNECTION_LIMITS)(max_connections=config.max_concurrent,
                                                  max_keepalive_connections=config.max_concurrent)
-    return sdk.DefaultHttpxClient(limits=limits, timeout=sdk_timeout(sdk, config),
-                                  event_hooks={"request": [counter.hook]})
+    return sdk.DefaultHttpxClient(limits=limits, timeout=sdk_timeout(sdk, config.timeout),
+                                  event_hooks={"request": [counter.hook], "response": [reply_deadline.hook]})
 
 
-def sdk_timeout(sdk: Any, config: ClientConfig) -> Any:
-    return type(sdk.DEFAULT_TIMEOUT)(config.timeout, connect=min(config.timeout, CONNECT_TIMEOUT_SECONDS))
+def sdk_timeout(sdk: Any, seconds: float) -> Any:
+    """The SDK's timeout object: `seconds` per read/write, connecting in at most CONNECT_TIMEOUT_SECONDS."""
+    return type(sdk.DEFAULT_TIMEOUT)(seconds, connect=min(seconds, CONNECT_TIMEOUT_SECONDS))
 
 
 def import_sdk(provider: str) -> Any:
@@ -298,7 +316,6 @@ def import_sdk(provider: str) -> Any:
 
 
 # -- errors ----------------------------------------------------------------------------------
-RETRIABLE_STATUS = (408, 409, 429)
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})")
 _HINTS = {401: "check the API key ({key_var})", 403: "the key may lack access to this model",
           404: "unknown model name or wrong base URL ({base_url})", 413: "the request is too large",
@@ -359,11 +376,18 @@ def api_error(config: ClientConfig, exc: BaseException, attempts: int) -> ModelE
     return error
 
 
+def failure_summary(exc: BaseException) -> str:
+    """One line on a failed attempt, e.g. "HTTP 503 (InternalServerError): busy"."""
+    status = getattr(exc, "status_code", None)
+    return f"{f'HTTP {status} ' if isinstance(status, int) else ''}({type(exc).__name__}): {_error_detail(exc)}"
+
+
 # -- the base of the API-backed models --------------------------------------------------------
 class ApiModel(Model):
-    """What `openai:` and `anthropic:` share: configuration, the SDK client (built with the retry
-    count, timeout, connection limit and attempt hook), the concurrency gate, error mapping, the
-    price and the tokenizer. Subclasses translate messages and replies."""
+    """What `openai:` and `anthropic:` share: configuration, the SDK client (built with the timeout,
+    connection limit and hooks; its own retries off), the retry loop honouring a deadline, the
+    concurrency gate, error mapping, the price and the tokenizer. Subclasses translate messages and
+    replies."""
 
     provider = "abstract"
     sdk_error = "Exception"  # the SDK's base exception class name
@@ -385,6 +409,7 @@ class ApiModel(Model):
         self.gate = gate_for(self.provider, self.config.base_url, self.config.max_concurrent)
         self.attempts = AttemptCounter()
         self.sdk = import_sdk(self.provider)
+        self.reply_deadline = ReplyDeadline(self.sdk)
         self.client = self._make_client()
 
     def _make_client(self) -> Any:
@@ -405,28 +430,57 @@ class ApiModel(Model):
         return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cached_tokens=cached_tokens,
                      cost_usd=self.price.cost(prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens))
 
-    def call(self, request: Callable[[], Any]) -> Any:
-        """Run one SDK call (its retries included) inside the concurrency gate; any SDK error
-        becomes a ModelError naming provider, model, status and attempts."""
+    def call(self, request: Callable[[dict[str, Any]], Any], deadline: float | None = None) -> Any:
+        """Run one SDK request, retried, inside the concurrency gate, all before `deadline`
+        (time.monotonic(); None: no bound). `request(options)` sends one attempt with the SDK's
+        per-request `options` (timeout, retry-count header). An SDK error becomes a ModelError naming
+        provider, model, status and attempts; the deadline cutting the call, a ModelCallCancelled."""
+        clock = CallClock(deadline)
+        self.attempts.reset()
+        try:
+            with self.gate.slot(clock.wait_limit()):
+                return self._attempts(request, clock)
+        except SlotTimeout:
+            raise self._cancelled(clock, "no connection slot came free (CTXEVAL_MAX_CONCURRENT_REQUESTS)") from None
+
+    def _attempts(self, request: Callable[[dict[str, Any]], Any], clock: CallClock) -> Any:
         base_error = getattr(self.sdk, self.sdk_error)
-        with self.gate.slot():
-            for attempt in range(self.config.max_retries + 1):
-                self.attempts.reset()
-                try:
-                    return request()
-                except base_error as exc:
+        last = "no attempt was made"
+        for attempt in range(self.config.max_retries + 1):
+            seconds = clock.attempt_timeout(self.config.timeout)
+            if seconds is None:
+                raise self._cancelled(clock, last)
+            try:
+                with self.reply_deadline.until(clock.deadline):
+                    return request({"timeout": sdk_timeout(self.sdk, seconds),
+                                    "extra_headers": {RETRY_COUNT_HEADER: str(attempt)}})
+            except base_error as exc:
+                wait, last = retry_wait(self.sdk, exc, attempt), failure_summary(exc)
+                if wait is not None and clock.attempt_timeout(self.config.timeout) is None:
+                    raise self._cancelled(clock, last) from exc  # the deadline cut it, or would cut its retry
+                if wait is None or attempt == self.config.max_retries:
                     raise api_error(self.config, exc, max(1, self.attempts.count)) from exc
-                except ValueError as exc:  # a 200 whose body is not JSON: the SDKs do not retry it
-                    if attempt == self.config.max_retries:
-                        raise ModelError(f"{self.name}: the server's reply was not valid JSON "
-                                         f"({attempt + 1} attempts; retries exhausted): {str(exc)[:200]}") from exc
-                    log.warning("%s: reply was not valid JSON (%s); retrying", self.name, exc)
-                    time.sleep(min(MALFORMED_BACKOFF_CAP_SECONDS, 0.5 * 2 ** attempt))
+            except ValueError as exc:  # a 200 whose body is not JSON: the SDKs do not retry it
+                if attempt == self.config.max_retries:
+                    raise ModelError(f"{self.name}: the server's reply was not valid JSON "
+                                     f"({attempt + 1} attempts; retries exhausted): {str(exc)[:200]}") from exc
+                log.warning("%s: reply was not valid JSON (%s); retrying", self.name, exc)
+                wait, last = backoff_seconds(attempt), "the reply was not valid JSON"
+            if not clock.allows_wait(wait):
+                raise self._cancelled(clock, f"{last}; its retry (in {wait:.1f}s) could not start in time")
+            time.sleep(wait)
         raise AssertionError("unreachable")
+
+    def _cancelled(self, clock: CallClock, last: str) -> ModelCallCancelled:
+        attempts = self.attempts.count
+        message = (f"{self.name}: call cancelled at its deadline (the episode's wall-time budget) after "
+                   f"{clock.spent():.1f}s and {attempts} attempt{'s' if attempts != 1 else ''}; last: {last}")
+        return ModelCallCancelled(redact(message, (self.config.api_key,)), attempts=attempts, seconds=clock.spent())
 
     def close(self) -> None:
         self.client.close()
 
 
-__all__ = ["ApiModel", "AttemptCounter", "ClientConfig", "ConcurrencyGate", "PROVIDERS", "api_error", "dotenv_files",
-           "dotenv_settings", "gate_for", "import_sdk", "make_http_client", "redact", "resolve_config", "setting"]
+__all__ = ["ApiModel", "AttemptCounter", "ClientConfig", "ConcurrencyGate", "DEFAULT_MAX_OUTPUT_TOKENS", "PROVIDERS",
+           "SlotTimeout", "api_error", "dotenv_files", "dotenv_settings", "gate_for", "import_sdk", "make_http_client",
+           "redact", "resolve_config", "setting"]

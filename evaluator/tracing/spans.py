@@ -83,6 +83,11 @@ class LlmCall:
             "ctxeval.full_history_tokens": full_tokens,
         }))
 
+    def cancel(self, reason: str) -> None:
+        """The episode's wall-time budget cut the call: no reply; the span is marked and fails."""
+        self.span.set_attributes({"ctxeval.cancelled": True, SpanAttributes.OUTPUT_VALUE: clip(reason)})
+        self.span.set_status(Status(StatusCode.ERROR, f"cancelled: {reason[:500]}"))
+
 
 class ToolCall:
     """The open `tool` span of one action; `finish` records what came back."""
