@@ -127,7 +127,7 @@ def instrument(timer: PhaseTimer, grader_command: str) -> None:
         timer.wrap(DockerSandbox, "quiesce", "agent.quiesce")
     timer.wrap(DockerSandbox, "exec", grader_exec)
     # grading as a whole, and the result
-    timer.wrap(runner, "grade_workspace", "grading")
+    timer.wrap(runner, "grade_artefacts", "grading")
     timer.wrap(runner, "hash_tree", "result.hash_bundle_and_grader")
     timer.wrap(runner, "validate", "result.validate")
     timer.wrap(runner, "write_json_atomic", "result.write")

@@ -1,0 +1,369 @@
+"""Verifying a leaderboard submission: trust nothing it claims that can be recomputed.
+
+The bundles' and graders' hashes against the bundles here, every artefact folder against its
+digest, the totals against the episodes, and every episode's score, success and medal against a
+fresh grade of its artefacts in a new grading sandbox. Tokens and cost cannot be recomputed (the
+agent is not run again); they are only checked for consistency.
+
+Completeness: the submission carries its run's run.json (hashed in submission.json), and must hold
+exactly the episodes run.json's matrix gives its arm, every one finished, with at least MIN_SEEDS
+seeds per bundle, so an arm's bad seeds cannot be left out. What this cannot catch: a run.json
+rewritten whole and consistently (fewer seeds, ids to match, the hash recomputed), or several
+runs of which the best is submitted; see README, "Comparing, reporting, the leaderboard".
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from ..bundles.manifest import Bundle
+from ..errors import CtxevalError, ValidationFailed
+from ..hashing import hash_tree, iter_files
+from ..jsonschemas import data_violations, project_schema, violations
+from ..paths import BUNDLES_DIR
+from .run_cells import (MAX_RUN_FILE_BYTES, RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle,
+                        sha256_bytes)
+from .submission import (ARTEFACTS_DIR, MIN_SEEDS, SCHEMA_VERSION, SUBMISSION_FILE, arm_of,
+                         artefact_digest, compute_totals, medal_of)
+
+SCORE_TOLERANCE = 1e-9
+LABEL_PREFIX = "leaderboard-"
+
+Log = Callable[[str], None]
+ImageFor = Callable[[Bundle], "str | None"]
+
+
+def read_submission(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """The submission document and its schema violations (file + JSON path), or why it is unreadable."""
+    path = Path(folder) / SUBMISSION_FILE
+    if not path.is_file():
+        return None, [f"{SUBMISSION_FILE}: not found in {folder}"]
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not JSON, not UTF-8
+        return None, [f"{SUBMISSION_FILE}: $: not JSON: {exc}"]
+    old = _older_format(document)
+    if old:
+        return document, [old]
+    problems = data_violations(document, SUBMISSION_FILE) or \
+        violations(document, project_schema("submission"), SUBMISSION_FILE, strict_integers=True)
+    return document, [str(v) for v in problems]
+
+
+def _older_format(document: Any) -> str | None:
+    """Why a submission of an older schema_version is refused (None: not an older one)."""
+    version = document.get("schema_version") if isinstance(document, dict) else None
+    if type(version) is not int or not 1 <= version < SCHEMA_VERSION:
+        return None
+    return (f"{SUBMISSION_FILE}: $.schema_version: {version} is an older submission format that does not carry "
+            f"its run's {RUN_FILE} (so nothing shows that no seed was left out); this ctxeval reads "
+            f"{SCHEMA_VERSION}: build the submission again from its run with `ctxeval submit RUN`")
+
+
+def _close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    if math.isinf(a) or math.isinf(b):  # an overflowing total: only the same infinity matches
+        return a == b
+    return abs(a - b) <= tolerance * max(1.0, abs(a), abs(b))
+
+
+# -- consistency of the document itself --------------------------------------------------------
+def _consistency(document: dict[str, Any]) -> list[str]:
+    reasons: list[str] = []
+    where = SUBMISSION_FILE
+    bundle_ids = [b["id"] for b in document["bundles"]]
+    for j, bundle_id in enumerate(bundle_ids):
+        if bundle_ids.index(bundle_id) != j:
+            reasons.append(f"{where}: $.bundles[{j}].id: bundle {bundle_id!r} is listed twice")
+    seen_ids: set[str] = set()
+    seen_seeds: set[tuple[str, int]] = set()
+    for i, episode in enumerate(document["episodes"]):
+        if episode["episode_id"] in seen_ids:
+            reasons.append(f"{where}: $.episodes[{i}].episode_id: {episode['episode_id']!r} appears twice")
+        seen_ids.add(episode["episode_id"])
+        key = (episode["bundle"], episode["seed"])
+        if key in seen_seeds:
+            reasons.append(f"{where}: $.episodes[{i}]: a second episode of bundle {key[0]} with seed {key[1]}")
+        seen_seeds.add(key)
+        if episode["bundle"] not in bundle_ids:
+            reasons.append(f"{where}: $.episodes[{i}].bundle: {episode['bundle']!r} is not in $.bundles")
+        tokens = episode["tokens"]
+        if tokens["total"] != tokens["prompt"] + tokens["completion"] + tokens["summarizer"]:
+            reasons.append(f"{where}: $.episodes[{i}].tokens.total: {tokens['total']} is not "
+                           "prompt + completion + summarizer")
+        if episode["status"] != "completed":
+            reasons.append(f"{where}: $.episodes[{i}].status: {episode['episode_id']!r} ended in status "
+                           f"{episode['status']} (the evaluator, a sandbox or the model API failed): finish the "
+                           "run with `ctxeval run --resume RUN_ID`, then submit again")
+    if sorted(document["seeds"]) != sorted({e["seed"] for e in document["episodes"]}):
+        reasons.append(f"{where}: $.seeds: {document['seeds']} are not the episodes' seeds")
+    reasons += _claimed_arm_reasons(document) + seed_shortfalls(document) + _totals_mismatches(document)
+    return reasons
+
+
+def _claimed_arm_reasons(document: dict[str, Any]) -> list[str]:
+    """$.model, $.policy and $.mode are what the leaderboard shows: they must be $.agent's."""
+    agent = document["agent"]
+    if not isinstance(agent.get("policy") or {}, dict):
+        return [f"{SUBMISSION_FILE}: $.agent.policy: not a policy description (an object with a name)"]
+    arm = arm_of({"agent": agent, "bundle": {"id": "-"}})
+    return [f"{SUBMISSION_FILE}: $.{name}: {document[name]!r} claimed, but $.agent is {getattr(arm, name)!r}"
+            for name in ("model", "policy", "mode") if document[name] != getattr(arm, name)]
+
+
+def seed_shortfalls(document: dict[str, Any]) -> list[str]:
+    """A reason per bundle with fewer than MIN_SEEDS seeds: the leaderboard does not rank those."""
+    seeds = seeds_by_bundle([(e["bundle"], e["seed"]) for e in document["episodes"]])
+    return [f"{SUBMISSION_FILE}: $.episodes: bundle {bundle!r} has {len(found)} seed(s) "
+            f"({', '.join(map(str, found))}); the leaderboard ranks an arm only with at least {MIN_SEEDS} seeds "
+            "per bundle (MIN_SEEDS)" for bundle, found in seeds.items() if len(found) < MIN_SEEDS]
+
+
+def _totals_mismatches(document: dict[str, Any]) -> list[str]:
+    claimed, actual = document["totals"], compute_totals(document["episodes"])
+    reasons = []
+    for name in ("episodes", "successes", "tokens"):
+        if claimed[name] != actual[name]:
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.{name}: {claimed[name]} claimed, the episodes give "
+                           f"{actual[name]}")
+    if not _close(claimed["cost_usd"], actual["cost_usd"]):
+        reasons.append(f"{SUBMISSION_FILE}: $.totals.cost_usd: {claimed['cost_usd']} claimed, the episodes give "
+                       f"{actual['cost_usd']}")
+    for bundle_id in sorted(set(claimed["mean_score"]) | set(actual["mean_score"])):
+        if bundle_id not in claimed["mean_score"] or bundle_id not in actual["mean_score"]:
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score: bundle {bundle_id!r} "
+                           f"{'missing' if bundle_id not in claimed['mean_score'] else 'has no episodes'}")
+        elif not _close(claimed["mean_score"][bundle_id], actual["mean_score"][bundle_id]):
+            reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score.{bundle_id}: "
+                           f"{claimed['mean_score'][bundle_id]} claimed, the episodes give "
+                           f"{actual['mean_score'][bundle_id]}")
+    return reasons
+
+
+# -- the run's matrix ----------------------------------------------------------------------------
+def _read_run_file(folder: Path) -> tuple[bytes | None, list[str]]:
+    path = folder / RUN_FILE
+    if path.is_symlink() or not path.is_file():
+        what = "a symlink, not a file" if path.is_symlink() else "not found"
+        return None, [f"{RUN_FILE}: {what} in {folder}: a submission carries its run's {RUN_FILE}"]
+    try:
+        with path.open("rb") as handle:
+            return handle.read(MAX_RUN_FILE_BYTES + 1), []  # parse_run_file refuses a longer one
+    except OSError as exc:
+        return None, [f"{RUN_FILE}: cannot be read: {exc.strerror or exc}"]
+
+
+def _run_file_reasons(document: dict[str, Any], folder: Path) -> list[str]:
+    """run.json beside submission.json: its sha256, and the episodes its matrix gives the arm."""
+    data, reasons = _read_run_file(folder)
+    if data is None:
+        return reasons
+    digest = sha256_bytes(data)
+    if digest != document["run_json_sha256"]:
+        reasons.append(f"{SUBMISSION_FILE}: $.run_json_sha256: {document['run_json_sha256']} does not match "
+                       f"{RUN_FILE} (sha256 {digest})")
+    record, problems = parse_run_file(data)
+    cells, more = run_cells(record) if record is not None else ([], [])
+    if problems or more:
+        return reasons + problems + more
+    if record["run_id"] != document["source_run_id"]:
+        reasons.append(f"{SUBMISSION_FILE}: $.source_run_id: {document['source_run_id']!r}, but {RUN_FILE} is of "
+                       f"run {record['run_id']!r}")
+    return reasons + _coverage_reasons(document, cells)
+
+
+def _coverage_reasons(document: dict[str, Any], cells: list[Cell]) -> list[str]:
+    """The submission holds exactly the episodes the matrix gives its agent, with their bundles and seeds."""
+    arm = arm_cells(cells, document["agent"])
+    if not arm:
+        return [f"{SUBMISSION_FILE}: $.agent: {RUN_FILE} lists no episode of this agent: the submission is "
+                "not of this run"]
+    mine, everyone = {c.episode_id: c for c in arm}, {c.episode_id for c in cells}
+    reasons = []
+    for i, episode in enumerate(document["episodes"]):
+        where, eid = f"{SUBMISSION_FILE}: $.episodes[{i}]", episode["episode_id"]
+        cell = mine.get(eid)
+        if cell is None:
+            what = f"another arm's episode in {RUN_FILE}" if eid in everyone else f"not an episode {RUN_FILE} lists"
+            reasons.append(f"{where}.episode_id: {eid!r} is {what}, not one of this arm's")
+        elif (episode["bundle"], episode["seed"]) != (cell.bundle, cell.seed):
+            reasons.append(f"{where}: bundle {episode['bundle']} seed {episode['seed']} claimed, but {RUN_FILE} "
+                           f"{cell.where} ({eid}) is bundle {cell.bundle} seed {cell.seed}")
+    given = {e["episode_id"] for e in document["episodes"]}
+    missing = [c.episode_id for c in arm if c.episode_id not in given]
+    if missing:
+        reasons.append(f"{SUBMISSION_FILE}: $.episodes: {len(missing)} of the {len(arm)} episodes {RUN_FILE} gives "
+                       f"this arm are missing: {', '.join(missing)}")
+    bundles = {c.bundle for c in arm}
+    reasons += [f"{SUBMISSION_FILE}: $.bundles[{j}].id: {claim['id']!r} is not a bundle of this arm in "
+                f"{RUN_FILE}" for j, claim in enumerate(document["bundles"]) if claim["id"] not in bundles]
+    return reasons
+
+
+# -- the bundles here ----------------------------------------------------------------------------
+def _current_bundles(document: dict[str, Any], root: Path) -> tuple[dict[str, Bundle], list[str]]:
+    """The bundles whose identity matches the submission's claims, and the reasons for the others."""
+    from ..bundles import load_bundle
+    matching, reasons = {}, []
+    for j, claim in enumerate(document["bundles"]):
+        where = f"{SUBMISSION_FILE}: $.bundles[{j}]"
+        manifest = root / claim["id"] / "bundle.yaml"
+        if not manifest.is_file():
+            reasons.append(f"{where}.id: unknown bundle {claim['id']!r} (no {manifest})")
+            continue
+        try:
+            bundle = load_bundle(manifest)
+        except ValidationFailed as exc:
+            reasons.append(f"{where}.id: bundle {claim['id']!r} here is invalid: {exc.violations[0]}")
+            continue
+        before = len(reasons)
+        current = {"version": bundle.version, "bundle_hash": hash_tree(bundle.root),
+                   "grader_hash": hash_tree(bundle.grader_dir), "metric": bundle.target.metric,
+                   "direction": bundle.target.direction}
+        for name, value in current.items():
+            if claim[name] != value:
+                reasons.append(f"{where}.{name}: {claim[name]!r} does not match bundle {bundle.id!r} here "
+                               f"({value!r})")
+        if len(reasons) == before:
+            matching[bundle.id] = bundle
+    return matching, reasons
+
+
+# -- the artefacts ---------------------------------------------------------------------------------
+def _escaping_links(folder: Path) -> list[str]:
+    """Symlinks pointing outside their episode's folder (a grader could follow them to answers)."""
+    base = folder.resolve()
+    bad = []
+    for file in iter_files(folder):
+        if file.is_symlink():
+            target = os.readlink(file)
+            resolved = (file.parent / target).resolve()
+            if os.path.isabs(target) or not resolved.is_relative_to(base):
+                bad.append(file.relative_to(folder).as_posix())
+    return bad
+
+
+def _artefact_problems(document: dict[str, Any], folder: Path) -> tuple[set[int], list[str]]:
+    """Indices of episodes whose artefacts can be re-graded, and the reasons for the others."""
+    root = folder / ARTEFACTS_DIR
+    ok, reasons = set(), []
+    expected = {e["episode_id"] for e in document["episodes"]}
+    if root.is_dir():
+        extra = sorted(p.name for p in root.iterdir() if p.name not in expected)
+        if extra:
+            reasons.append(f"{ARTEFACTS_DIR}/: entries no episode claims: {', '.join(extra)}")
+    for i, episode in enumerate(document["episodes"]):
+        where = f"{ARTEFACTS_DIR}/{episode['episode_id']}"
+        path = root / episode["episode_id"]
+        if path.is_symlink() or not path.is_dir():
+            reasons.append(f"{where}: missing (episodes[{i}])")
+            continue
+        links = _escaping_links(path)
+        if links:
+            reasons.append(f"{where}: symlinks leave the folder: {', '.join(links)}")
+            continue
+        digest = artefact_digest(path)
+        if digest != episode["artefact_digest"]:
+            reasons.append(f"{where}: digest {digest} does not match $.episodes[{i}].artefact_digest "
+                           f"{episode['artefact_digest']}")
+            continue
+        ok.add(i)
+    return ok, reasons
+
+
+# -- re-grading ------------------------------------------------------------------------------------
+def regrade_folder(bundle: Bundle, backend: str, image: str | None, prepared: Any, folder: Path,
+                   labels: dict[str, str]):
+    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox. The folder
+    comes from a submission (untrusted): it is vetted like any copy-out first (regular files and
+    folders only, within the artefact limits)."""
+    from ..episode.grading import grade_artefacts
+    from ..sandbox.artefacts import copy_folder
+    vetted = Path(tempfile.mkdtemp(prefix="ctxeval-regrade-"))
+    try:
+        copy_folder(folder, vetted / "workspace")
+        return grade_artefacts(bundle, backend, image, vetted / "workspace", prepared, labels)
+    finally:
+        shutil.rmtree(vetted, ignore_errors=True)
+
+
+def _output_record(bundle: Bundle, folder: Path) -> dict[str, Any]:
+    from ..episode.context import check_output
+    path = folder / bundle.output_path
+    inside = path.resolve().is_relative_to(folder.resolve())
+    text = path.read_text(errors="replace") if inside and path.is_file() else None
+    return check_output(bundle, text)
+
+
+def _default_image(bundle: Bundle) -> str | None:
+    from ..images import ImageBuilder
+    return ImageBuilder().bundle_image(bundle).tag
+
+
+def _regrade(document: dict[str, Any], folder: Path, bundles: dict[str, Bundle], indices: set[int],
+             backend: str, image_for: ImageFor, log: Log) -> list[str]:
+    from ..bundles.data import prepare_data
+    from ..episode.runner import judge
+    from ..sandbox.docker import LABEL_RUN
+    reasons: list[str] = []
+    labels = {LABEL_RUN: f"{LABEL_PREFIX}{secrets.token_hex(4)}"}
+    prepared: dict[str, Any] = {}
+    images: dict[str, str | None] = {}
+    for i, episode in enumerate(document["episodes"]):
+        bundle = bundles.get(episode["bundle"])
+        if bundle is None or i not in indices:
+            continue
+        if bundle.id not in prepared:
+            prepared[bundle.id] = prepare_data(bundle)
+            images[bundle.id] = image_for(bundle) if backend == "docker" else None
+        path = folder / ARTEFACTS_DIR / episode["episode_id"]
+        log(f"re-grading {episode['episode_id']} ({backend})")
+        try:
+            outcome = regrade_folder(bundle, backend, images[bundle.id], prepared[bundle.id], path, labels)
+        except CtxevalError:
+            raise
+        except Exception as exc:  # the engine or a sandbox failed: this machine's problem, not a verdict
+            raise CtxevalError(f"re-grading {episode['episode_id']} failed on this machine: "
+                               f"{type(exc).__name__}: {exc}") from None
+        where = f"{SUBMISSION_FILE}: $.episodes[{i}]"
+        if not _close(episode["score"], outcome.score):
+            why = f" ({'; '.join(outcome.errors)[:300]})" if outcome.errors else ""
+            reasons.append(f"{where}.score: {episode['score']} claimed, the re-grade gives {outcome.score}{why}")
+        success = judge(bundle, outcome, _output_record(bundle, path)["valid"])[0] \
+            if episode["status"] == "completed" else False
+        if episode["success"] != success:
+            reasons.append(f"{where}.success: {episode['success']} claimed, the re-grade gives {success} "
+                           f"under the bundle's rule {bundle.target.success.rule}")
+        medal = medal_of(outcome.grade if outcome.valid else None)
+        if episode["medal"] != medal:
+            reasons.append(f"{where}.medal: {episode['medal']!r} claimed, the re-grade gives {medal!r}")
+    return reasons
+
+
+def verify_submission(folder: str | Path, backend: str = "docker", *, bundles_root: Path | None = None,
+                      image_for: ImageFor | None = None, regrade: bool = True,
+                      log: Log | None = None) -> list[str]:
+    """Every reason to reject the submission in `folder`; empty means accepted.
+
+    A submission that is unreadable or breaks its schema stops here (nothing else can be trusted).
+    Otherwise every check runs, and every episode whose bundle matches and whose artefacts match
+    their digest is re-graded. Failures of this machine (no engine, no data) raise CtxevalError."""
+    folder = Path(folder)
+    document, reasons = read_submission(folder)
+    if document is None or reasons:
+        return reasons
+    reasons = _consistency(document) + _run_file_reasons(document, folder)
+    bundles, bundle_reasons = _current_bundles(document, bundles_root or BUNDLES_DIR)
+    indices, artefact_reasons = _artefact_problems(document, folder)
+    reasons += bundle_reasons + artefact_reasons
+    if regrade:
+        reasons += _regrade(document, folder, bundles, indices, backend, image_for or _default_image,
+                            log or (lambda message: None))
+    return reasons
