@@ -22,14 +22,15 @@ CLI = [sys.executable, "-m", "evaluator"]
 LEFT_WITHIN_SECONDS = 10
 
 
-def containers(client, run_id: str) -> list:
-    return client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+def containers(client, run_id: str) -> list[dict]:
+    """The engine's list, not inspected one by one (sandboxes remove themselves at any moment)."""
+    return client.api.containers(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
 
 
 def wait_for_containers(client, run_id: str, count: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len([c for c in containers(client, run_id) if c.labels.get("ctxeval.role") == "agent"]) >= count:
+        if len([c for c in containers(client, run_id) if c["Labels"].get("ctxeval.role") == "agent"]) >= count:
             return
         time.sleep(0.2)
     pytest.fail(f"no {count} agent sandboxes of {run_id} came up")
@@ -62,7 +63,7 @@ def test_a_stopped_sweep_leaves_nothing_and_resumes(tmp_path, toy_image, signum,
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err.decode()[-2000:]
     assert f"ctxeval run --resume {run_id}" in err.decode()
-    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c.name for c in containers(client, run_id)]
+    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c["Names"] for c in containers(client, run_id)]
     assert not client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})
     record = json.loads((tmp_path / run_id / "run.json").read_text())
     assert record["status"] == "interrupted"
@@ -94,7 +95,7 @@ def test_a_second_signal_exits_at_once_and_still_leaves_nothing(tmp_path, toy_im
     started = time.monotonic()
     proc.communicate(timeout=60)
     assert proc.returncode == 143 and time.monotonic() - started < 10
-    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c.name for c in containers(client, run_id)]
+    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c["Names"] for c in containers(client, run_id)]
 
 
 def test_a_killed_driver_takes_its_sandboxes_with_it(tmp_path, toy_image):
@@ -102,13 +103,13 @@ def test_a_killed_driver_takes_its_sandboxes_with_it(tmp_path, toy_image):
     run_id = f"sig-kill-{os.getpid()}"
     proc = start_run(tmp_path, run_id, "--wall-seconds", "30")
     wait_for_containers(client, run_id, 2)
-    deadlines = [float(c.labels[LABEL_DEADLINE]) for c in containers(client, run_id)]
+    deadlines = [float(c["Labels"][LABEL_DEADLINE]) for c in containers(client, run_id)]
     proc.kill()
     proc.communicate(timeout=30)
     killed_at = time.time()
     assert all(d > killed_at for d in deadlines)
     # gone long before their deadline (they see the driver hang up), without any other command
-    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c.name for c in containers(client, run_id)]
+    assert gone_within(client, run_id, LEFT_WITHIN_SECONDS), [c["Names"] for c in containers(client, run_id)]
     assert not client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})
 
 

@@ -39,24 +39,34 @@ def _client(client: Any) -> Any:
     return client
 
 
+def _listed(client: Any, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The engine's list as it is (no per-container inspect: sandboxes remove themselves at any
+    moment, and inspecting one that just went would fail)."""
+    return client.api.containers(all=True, filters=filters)
+
+
+def _name(entry: dict[str, Any]) -> str:
+    return (entry.get("Names") or ["/" + entry["Id"][:12]])[0].lstrip("/")
+
+
 def leftovers(client: Any = None, exclude_run: str | None = None) -> list[Leftover]:
     """Every ctxeval container the engine holds (but those of `exclude_run`)."""
     found = []
-    for container in _client(client).containers.list(all=True, filters={"label": f"{LABEL_MANAGED}=1"}):
-        labels = container.labels or {}
+    for entry in _listed(_client(client), {"label": f"{LABEL_MANAGED}=1"}):
+        labels = entry.get("Labels") or {}
         if exclude_run is not None and labels.get(LABEL_RUN) == exclude_run:
             continue
         try:
             deadline = float(labels[LABEL_DEADLINE])
         except (KeyError, ValueError):
             deadline = None
-        found.append(Leftover(container.name, labels.get(LABEL_RUN), container.status, deadline))
+        found.append(Leftover(_name(entry), labels.get(LABEL_RUN), entry.get("State", "?"), deadline))
     return found
 
 
-def _remove(container: Any) -> bool:
+def _remove(client: Any, entry: dict[str, Any]) -> bool:
     try:
-        container.remove(force=True, v=True)
+        client.api.remove_container(entry["Id"], force=True, v=True)
         return True
     except Exception:
         return False  # already being removed (auto-remove) or gone
@@ -69,15 +79,15 @@ def cleanup(client: Any = None, run_id: str | None = None, expired_only: bool = 
     filters = {"label": [f"{LABEL_MANAGED}=1"] + ([f"{LABEL_RUN}={run_id}"] if run_id else [])}
     now = time.time()
     containers = []
-    for container in client.containers.list(all=True, filters=filters):
+    for entry in _listed(client, filters):
         if expired_only:
             try:
-                if float((container.labels or {}).get(LABEL_DEADLINE, "inf")) >= now:
+                if float((entry.get("Labels") or {}).get(LABEL_DEADLINE, "inf")) >= now:
                     continue
             except ValueError:
                 continue
-        if _remove(container):
-            containers.append(container.name)
+        if _remove(client, entry):
+            containers.append(_name(entry))
     volumes = []
     if not expired_only:
         for volume in client.volumes.list(filters=filters):
