@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .agents.fixed import NoopAgent, OracleAgent
-from .bundles.manifest import Bundle
+from .bundles.manifest import VARIANT_SEPARATOR, Bundle
 from .runs import RunPlan, execute, new_run_id
 
 
@@ -43,12 +43,13 @@ def _image_item(report: CheckReport, image: str | None, image_hash: str | None) 
 def check_bundle(bundle: Bundle, backend: str, image: str | None, image_hash: str | None,
                  runs_root: Path | None = None) -> CheckReport:
     report = CheckReport()
-    report.add("manifest", True, f"{bundle.manifest_path} and its schemas validate")
+    variant = f" (variant {bundle.variant})" if bundle.variant else ""
+    report.add("manifest", True, f"{bundle.manifest_path}{variant} and its schemas validate")
     _image_item(report, image, image_hash)
     stamp = new_run_id()
     for agent, should_pass in ((OracleAgent(), True), (NoopAgent(), False)):
         plan = RunPlan(bundle=bundle, agent=agent, seeds=[0], backend=backend, root=runs_root,
-                       run_id=f"check-{bundle.id}-{agent.kind}-{stamp}")
+                       run_id=f"check-{bundle.id.replace(VARIANT_SEPARATOR, '-')}-{agent.kind}-{stamp}")
         [result] = execute(plan, image, image_hash)
         ok = result["status"] == "completed" and result["success"] is should_pass
         why = (f"success={result['success']} score={result['score']} output_valid={result['output']['valid']}"

@@ -24,10 +24,13 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _bundle_path(path: Path) -> Path:
-    """A bundle folder, its manifest, or the id of a bundle under bundles/."""
+    """A bundle folder, its manifest, or the id of a bundle under bundles/; any of them may name a
+    variant (`toy@long`)."""
+    from .bundles.variants import split_variant
     from .paths import BUNDLES_DIR
-    if not Path(path).exists() and (BUNDLES_DIR / str(path) / "bundle.yaml").exists():
-        return BUNDLES_DIR / str(path)
+    base, variant = split_variant(path)
+    if not base.exists() and (BUNDLES_DIR / str(base) / "bundle.yaml").exists():
+        return Path(f"{BUNDLES_DIR / str(base)}@{variant}") if variant is not None else BUNDLES_DIR / str(base)
     return Path(path)
 
 
@@ -69,14 +72,20 @@ def _image_for(bundle, backend: str, base_source: str = "auto"):
 
 @app.command()
 def validate(bundles: list[Path] = typer.Argument(..., help="bundle folders or bundle.yaml files")) -> None:
-    """Validate bundle manifests and the schemas they name; report every violation with file and JSON path."""
+    """Validate bundle manifests and the schemas they name; report every violation with file and JSON path.
+    A bundle's variants are listed and validated too (`bundles/toy@long` validates that variant only)."""
     from .bundles import load_bundle
     from .errors import CtxevalError, ValidationFailed
     failed = False
-    for path in bundles:
+    queue = [_bundle_path(path) for path in bundles]
+    while queue:
+        path = queue.pop(0)
         try:
-            bundle = load_bundle(_bundle_path(path))
-            typer.echo(f"ok  {bundle.id} {bundle.version} ({bundle.manifest_path})")
+            bundle = load_bundle(path)
+            listed = bundle.variants if bundle.variant is None else ()
+            typer.echo(f"ok  {bundle.id} {bundle.version} ({bundle.manifest_path})"
+                       + (f" variants: {', '.join(listed)}" if listed else ""))
+            queue[:0] = [Path(f"{bundle.root}@{name}") for name in listed]
         except ValidationFailed as exc:
             failed = True
             for violation in exc.violations:
@@ -191,6 +200,8 @@ def run(bundle_paths: list[Path] = typer.Argument(None, metavar="BUNDLE...", hel
         max_parallel: Optional[int] = typer.Option(None, min=1, max=64, help="episodes run at once (default 1)"),
         backend: Optional[str] = typer.Option(None, help="auto | docker | local (default auto)"),
         runtime: Optional[str] = typer.Option(None, help="container runtime, e.g. runsc (gVisor)"),
+        probes: Optional[str] = typer.Option(None, help="on | off: ask the bundles' probes (default: on where a "
+                                                        "bundle declares them; facts are planted either way)"),
         run_id: Optional[str] = typer.Option(None, help="name the run (default: time + random)"),
         resume: Optional[str] = typer.Option(None, help="finish an interrupted run RUN_ID (its own matrix)"),
         phoenix: Optional[str] = typer.Option(None, help="export spans to this Phoenix URL "
@@ -217,7 +228,8 @@ def run(bundle_paths: list[Path] = typer.Argument(None, metavar="BUNDLE...", hel
             stored = load_run_record((root or default_runs_dir()) / resume)
             matrix = RunMatrix.from_record(stored["matrix"])
             options = {"backend": stored.get("backend"), "runtime": stored.get("runtime"),
-                       "budget": stored.get("budget"), "max_parallel": stored.get("max_parallel")}
+                       "budget": stored.get("budget"), "max_parallel": stored.get("max_parallel"),
+                       "probes": stored.get("probes")}
         elif file:
             matrix = RunMatrix.from_file(file)
             if bundle_paths:
@@ -240,6 +252,7 @@ def run(bundle_paths: list[Path] = typer.Argument(None, metavar="BUNDLE...", hel
         settings = RunSettings(backend=chosen, root=runs_dir, runtime=runtime or options.get("runtime"),
                                budget=budget, max_parallel=max_parallel or options.get("max_parallel") or 1,
                                phoenix=phoenix_settings(phoenix, phoenix_project),
+                               probes=_probes_flag(probes or options.get("probes")),
                                **({"run_id": resume or run_id} if (resume or run_id) else {}))
         if not resume and (settings.run_dir / "run.json").exists():
             _fail(f"run {settings.run_id} exists: finish it with --resume {settings.run_id}, or pick another --run-id")
@@ -247,6 +260,14 @@ def run(bundle_paths: list[Path] = typer.Argument(None, metavar="BUNDLE...", hel
         jobs = matrix_jobs(matrix, bundles, images, record=record)
         _execute_with_progress(console, settings, matrix, jobs, images)
     _guard(body)
+
+
+def _probes_flag(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value not in ("on", "off"):
+        _fail(f"--probes must be on or off, not {value!r}")
+    return value == "on"
 
 
 def _execute_with_progress(console, settings, matrix, jobs, images) -> None:
@@ -306,6 +327,9 @@ def check(bundle_path: Path = typer.Argument(..., metavar="BUNDLE"),
     def body():
         console = _console()
         bundle = _load(bundle_path)
+        if bundle.variant is None and bundle.variants:
+            console.print(f"variants: {', '.join(bundle.variants)} (check one with `ctxeval check "
+                          f"{bundle_path}@{bundle.variants[0]}`)", highlight=False)
         chosen = resolve_backend(backend, warn=lambda m: console.print(f"[yellow]warning:[/] {m}"))
         image, image_hash = _image_for(bundle, chosen)
         report = check_bundle(bundle, chosen, image, image_hash, runs_root=runs_dir)

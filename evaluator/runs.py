@@ -91,6 +91,7 @@ class RunSettings:
     budget: Budget | None = None
     max_parallel: int = 1
     phoenix: PhoenixSettings | None = None
+    probes: bool | None = None  # ask the bundles' probes (None: wherever a bundle declares them)
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -129,8 +130,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         label = " ".join(str(p) for p in (result["bundle"]["id"], agent.get("mode") or agent["kind"],
                                           agent.get("model"), (agent.get("policy") or {}).get("name")) if p)
         arms.setdefault(label, []).append(result)
+    from .analysis.probes import summary_entry  # an arm's probe_recall block, where it had probes
     return {**block(ordered), "episode_ids": [r["episode_id"] for r in ordered],
-            "arms": {label: block(items) for label, items in sorted(arms.items())}}
+            "arms": {label: {**block(items), **summary_entry(items)} for label, items in sorted(arms.items())}}
 
 
 @contextlib.contextmanager
@@ -208,7 +210,13 @@ def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
             "python": sys.version.split()[0], "platform": platform.platform(), "created_at": _now(),
             "backend": settings.backend, "runtime": settings.runtime, "max_parallel": settings.max_parallel,
             "budget": vars(settings.budget) if settings.budget else None,
-            "phoenix": settings.phoenix.describe() if settings.phoenix else None, **fields}
+            "phoenix": settings.phoenix.describe() if settings.phoenix else None,
+            "probes": probes_option(settings.probes), **fields}
+
+
+def probes_option(probes: bool | None) -> str | None:
+    """How run.json records --probes: "on", "off", or None (the bundles' default)."""
+    return None if probes is None else ("on" if probes else "off")
 
 
 def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[EpisodeJob],
@@ -275,6 +283,7 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                                      backend=settings.backend, episode_dir=run_dir / EPISODES_DIR / job.episode_id,
                                      image=job.image, image_hash=job.image_hash, runtime=settings.runtime,
                                      budget=settings.budget, tracing=tracing.tracing, trace_parent=parent,
+                                     probes=settings.probes,
                                      interrupt=interrupt)
             return run_episode(job.bundle, job.make_agent(), options, job.prepared)
 
@@ -379,6 +388,7 @@ class RunPlan:
     runtime: str | None = None
     budget: Budget | None = None
     phoenix: PhoenixSettings | None = None
+    probes: bool | None = None
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -386,7 +396,7 @@ class RunPlan:
     @property
     def settings(self) -> RunSettings:
         return RunSettings(backend=self.backend, run_id=self.run_id, root=self.root, runtime=self.runtime,
-                           budget=self.budget, phoenix=self.phoenix)
+                           budget=self.budget, phoenix=self.phoenix, probes=self.probes)
 
     @property
     def run_dir(self) -> Path:

@@ -23,6 +23,12 @@ KIND_SUMMARY = "summary"
 KIND_STATE = "state"
 KIND_RETRIEVED = "retrieved"
 
+# Turn states of a context map (one character per history turn; see BuiltContext.turn_states).
+STATE_KEPT = "K"  # shown whole, as it happened
+STATE_MASKED = "M"  # shown, transformed (masked, cleared, truncated)
+STATE_SUMMARISED = "S"  # represented by a lead message (summary, state record)
+STATE_DROPPED = "D"  # not in the context at all (a placeholder at most)
+
 MESSAGE_OVERHEAD_TOKENS = 4
 
 
@@ -109,6 +115,7 @@ class BuiltContext:
     full_tokens: int  # what full history would have sent
     dropped_turns: int = 0
     summarizer_calls: list[SummarizerResult] = field(default_factory=list)
+    turn_states: str = ""  # one STATE_* per history turn, oldest first (the call's context map)
 
     @property
     def compression_ratio(self) -> float:

@@ -24,6 +24,22 @@ _TRACEBACK = "Traceback (most recent call last)"
 # a clarify result that is no answer (besides meta {"answered": false}); the evaluator's clarifier
 # says "No matching fact in the dataset context..." when nothing matches
 UNANSWERED_PREFIXES = ("no matching fact", "no answer", "unanswered", "i don't know", "unknown")
+# notes an observation states (a planted fact: its sentence, then its tag; a constraint): kept by
+# the policies that condense history, as a careful note-taker would
+FACT_TAG = re.compile(r"^\[fact [a-z][a-z0-9_]* = .*\]$")
+CONSTRAINT_MARK = "CONSTRAINT:"
+
+
+def split_notes(text: str) -> tuple[list[str], str]:
+    """(the notes an observation states, the rest of its text)."""
+    lines = text.split("\n")
+    keep: set[int] = set()
+    for i, line in enumerate(lines):
+        if FACT_TAG.match(line):
+            keep.update({i - 1, i} if i > 0 else {i})
+        elif line.startswith(CONSTRAINT_MARK):
+            keep.add(i)
+    return [lines[i] for i in sorted(keep)], "\n".join(line for i, line in enumerate(lines) if i not in keep)
 
 
 @dataclass
@@ -43,6 +59,7 @@ class Step:
     question: str | None = None  # clarify
     answer: str | None = None  # clarify
     stop: bool = False  # a controller proposal that ends the episode
+    notes: list[str] = field(default_factory=list)  # facts and constraints its result stated
 
     @property
     def failed(self) -> bool:
@@ -127,6 +144,7 @@ def _fill(step: Step, result: Message) -> None:
     step.error = facts["error"]
     step.outcome = facts.get("outcome")
     step.text = result.content
+    step.notes = split_notes(result.content)[0]
     if isinstance(facts.get("config"), dict) and step.config is None:
         step.config = facts["config"]
     if step.tool == "clarify":

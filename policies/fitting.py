@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .base import (KIND_OBSERVATION, KIND_PLACEHOLDER, Message, TokenCounter, group_turns, message_tokens,
-                   messages_tokens)
+from .base import (KIND_OBSERVATION, KIND_PLACEHOLDER, STATE_DROPPED, STATE_KEPT, STATE_MASKED, STATE_SUMMARISED,
+                   Message, TokenCounter, group_turns, message_tokens, messages_tokens)
 
 PLACEHOLDER_PREFIX = "[ctxeval:"
 MIN_TRUNCATED_TOKENS = 24  # below this a truncated output is not worth keeping
@@ -240,6 +240,27 @@ class Layout:
     @property
     def dropped_turns(self) -> int:
         return len(self.turns) - len(self.shown)
+
+    # -- the context map
+    def turn_states(self) -> str:
+        """One character per history turn, oldest first: K shown as it happened, M shown but
+        transformed (masked, cleared, truncated), S represented by the lead (a summary, a state
+        record), D dropped. A turn `history_turns` had to repair (an orphan result) is never K."""
+        covered = self.covered_upto if self.lead else 0
+        states = []
+        for index, turn in enumerate(self.turns):
+            shown = self.shown.get(index)
+            if shown is not None:
+                states.append(STATE_KEPT if _unchanged(shown, turn) else STATE_MASKED)
+            else:
+                states.append(STATE_SUMMARISED if index < covered else STATE_DROPPED)
+        return "".join(states)
+
+
+def _unchanged(shown: list[Message], turn: list[Message]) -> bool:
+    """Whether the messages shown for a turn are the turn itself (the same messages, same contents)."""
+    return len(shown) == len(turn) and all(a is b or a == b for a, b in zip(shown, turn)) \
+        and not any(m.kind == KIND_PLACEHOLDER for m in turn)
 
 
 def effective_budget(*budgets: int | None) -> int | None:

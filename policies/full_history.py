@@ -18,7 +18,7 @@ def full_layout(request: PolicyInput) -> Layout:
 def built(layout: Layout, **extra) -> BuiltContext:
     """The BuiltContext of a fitted layout (`build` fills in the token counts)."""
     return BuiltContext(messages=layout.messages(), tokens=0, full_tokens=0, dropped_turns=layout.dropped_turns,
-                        **extra)
+                        turn_states=layout.turn_states(), **extra)
 
 
 class FullHistory(ParametrizedPolicy):

@@ -45,6 +45,7 @@ class ExperimentState:
     clarifications: list[tuple[str, str]] = field(default_factory=list)  # (question, answer)
     open_questions: list[str] = field(default_factory=list)
     tool_calls: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # facts and constraints stated, in order, once each
 
     @property
     def failed_trials(self) -> int:
@@ -58,6 +59,7 @@ class ExperimentState:
         asked: dict[str, str | None] = {}
         for step in steps:
             calls[step.tool] += 1
+            state.notes += [note for note in step.notes if note not in state.notes]
             if step.config is not None or step.score is not None:
                 trial = Trial(step.turn, step.tool, step.config, step.score, step.ok, step.error)
                 state.trials.append(trial)
@@ -85,8 +87,8 @@ class ExperimentState:
         return asdict(self)
 
     def render(self, omitted: int, max_errors: int = 12) -> str:
-        """Most useful first (a cut keeps the head): best, counts, questions, errors, then the
-        trials newest first."""
+        """Most useful first (a cut keeps the head): best, notes, counts, questions, errors, then
+        the trials newest first."""
         span = "turn 1" if omitted == 1 else f"turns 1-{omitted}"
         lines = [f"[ctxeval: experiment state extracted by the context policy; {span} are omitted]"]
         goal = "higher" if self.direction == "maximize" else "lower"
@@ -95,6 +97,9 @@ class ExperimentState:
                          f"config={compact_json(self.best.config, 400)}  [{goal} is better]")
         else:
             lines.append(f"Best so far: none scored yet [{goal} is better]")
+        if self.notes:
+            lines.append("Notes stated so far (facts, constraints):")
+            lines += [f"- {compact_json(note, 400)}" for note in self.notes]
         calls = ", ".join(f"{k} {v}" for k, v in self.tool_calls.items()) or "none"
         lines.append(f"Counts: turns {self.turns}; trials {len(self.trials)} ({self.failed_trials} failed); "
                      f"distinct errors {len(self.errors)}; actions: {calls}")

@@ -17,12 +17,13 @@ from .facts import better, describe_step, direction_of, turn_steps
 
 SUMMARY_HEADER = "Experiment log (one line per turn: action -> outcome):"
 _EARLIER = re.compile(r"^\(and (\d+) earlier turns not listed\)$")
+NOTE_PREFIX = "- note: "  # a fact or constraint an observation stated: every summary keeps it
 _BEST = re.compile(r"^Best so far: (\S+) at (.*)$")
 
 
 class ExtractiveSummarizer:
     """One line per turn: the action and its outcome / score / error, plus a running "best so
-    far" line. Deterministic and offline; the tokens it "reads" and "writes" are still counted
+    far" line and the facts and constraints stated so far (notes). Deterministic and offline; the tokens it "reads" and "writes" are still counted
     (with the request's counter) so summary billing shows up in offline runs too. Keeps the newest
     `max_lines` turn lines (older ones are counted, and the best line survives them)."""
 
@@ -35,10 +36,13 @@ class ExtractiveSummarizer:
         lines: list[str] = []
         earlier = 0
         best: tuple[float, str] | None = None
+        notes: list[str] = []
         rest = messages
         if messages and messages[0].kind == KIND_SUMMARY:
             for line in messages[0].content.splitlines():
-                if line.startswith("- turn "):
+                if line.startswith(NOTE_PREFIX):
+                    notes.append(line[len(NOTE_PREFIX):])
+                elif line.startswith("- turn "):
                     lines.append(line)
                 elif (found := _EARLIER.match(line)) is not None:
                     earlier = int(found.group(1))
@@ -51,6 +55,7 @@ class ExtractiveSummarizer:
             text = "; ".join(describe_step(step) for step in steps) or f"{turn[0].role}: {turn[0].content[:120]}"
             lines.append(f"- turn {number}: {text}")
             for step in steps:
+                notes += [note for note in step.notes if note not in notes]
                 if step.score is not None and (best is None or better(step.score, best[0], self.direction)):
                     best = (step.score, f"turn {number}: {describe_step(step)}")
         if len(lines) > self.max_lines:
@@ -59,6 +64,7 @@ class ExtractiveSummarizer:
         header = [SUMMARY_HEADER]
         if best is not None:
             header.append(f"Best so far: {best[0]!r} at {best[1]}")
+        header += [f"{NOTE_PREFIX}{note}" for note in notes]
         if earlier:
             header.append(f"(and {earlier} earlier turns not listed)")
         text = "\n".join([*header, *lines])

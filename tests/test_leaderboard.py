@@ -510,3 +510,55 @@ def test_ranking_direction_ties_and_medals(oracle_submission, tmp_path, monkeypa
     store("last", [0.90, 0.95, 0.90, 0.95], [None] * 4, "maximize")
     assert [r.model for r in leaderboard_table()] == ["last", "best"]
     assert leaderboard_table(bundle="nomad") == []
+
+
+def test_probe_recall_is_submitted_verified_for_consistency_and_shown(oracle_run, oracle_submission, tmp_path):
+    """Results with probes still submit and verify; the entry shows its mean per-episode probe recall
+    (a column only when an entry has it); a probe claim that does not add up is rejected."""
+    runs = tmp_path / "runs"
+    shutil.copytree(oracle_run / "oracle", runs / "oracle", symlinks=True)
+    recalled = {0: (2, 2), 1: (1, 2), 2: (0, 1), 3: None}  # seed: (correct, answered); 3: nothing answered
+    for seed, counts in recalled.items():
+        path = runs / "oracle" / "episodes" / f"toy-oracle-s{seed}" / "result.json"
+        result = json.loads(path.read_text())
+        correct, answered = counts or (0, 0)
+        records = [{"id": "leak", "decisive": True, "planted_call": 1, "asked_call": 2 + i, "distance": 1 + i,
+                    "status": "answered", "fact_in_context": i < correct, "answer": "f23" if i < correct else "?",
+                    "correct": i < correct, "prompt_tokens": 30, "completion_tokens": 2, "cost_usd": 0.0}
+                   for i in range(answered)]
+        records.append({"id": "late", "decisive": False, "planted_call": None, "asked_call": 9, "distance": None,
+                        "status": "not_planted", "fact_in_context": None, "answer": None, "correct": None,
+                        "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+        result.update(probes=records, probe_recall=None)
+        path.write_text(json.dumps(result))
+    assert not load_run(runs / "oracle").invalid
+    folder, document = write_submission(runs / "oracle", tmp_path / "sub")
+    claims = {e["seed"]: e["probe_recall"] for e in document["episodes"]}
+    assert claims[0] == {"overall": 1.0, "answered": 2, "correct": 2}
+    assert claims[1]["overall"] == 0.5 and claims[2]["overall"] == 0.0
+    assert claims[3] == {"overall": None, "answered": 0, "correct": 0}
+    assert verify_submission(folder, "local") == []  # re-graded: the probes change nothing of the grade
+
+    board = tmp_path / "board"
+    accept_submission(folder, board)
+    accept_submission(oracle_submission, board)  # the same arm without probes
+    rows = leaderboard_table(board)
+    assert len(rows) == 2
+    [probed] = [r for r in rows if r.probe_recall is not None]
+    [plain] = [r for r in rows if r.probe_recall is None]
+    assert probed.probe_recall.estimate == pytest.approx((1.0 + 0.5 + 0.0) / 3)  # seed 3 answered nothing
+    assert probed.probe_recall.low <= probed.probe_recall.estimate <= probed.probe_recall.high
+    assert plain.as_record()["probe_recall"] is None
+    listing = ctxeval("leaderboard", "--dir", str(board))
+    assert listing.returncode == 0 and "probe recall" in listing.stdout and "0.5" in listing.stdout, listing.stdout
+    alone = tmp_path / "plain-board"
+    accept_submission(oracle_submission, alone)
+    assert "probe recall" not in ctxeval("leaderboard", "--dir", str(alone)).stdout
+
+    for change, why in ((lambda e: e["probe_recall"].update(overall=0.9), "$.episodes[1].probe_recall.overall"),
+                        (lambda e: e["probe_recall"].update(correct=3), "$.episodes[1].probe_recall.correct")):
+        tampered = tmp_path / f"tampered-{why[-7:]}"
+        shutil.copytree(folder, tampered)
+        edit(tampered, lambda d: change(d["episodes"][1]))
+        reasons = verify_submission(tampered, "local", regrade=False)
+        assert any(why in r for r in reasons), reasons

@@ -92,6 +92,7 @@ def check_invariants(request: PolicyInput, built, policy=None) -> None:
         if previous != len(turns) - 1:
             assert marker, "the newest turns are missing without a placeholder"
     assert built.dropped_turns == len(turns) - len(kept)
+    assert len(built.turn_states) == len(turns)  # the context map: one state per history turn
 
 
 def build_checked(name: str, request: PolicyInput, policy=None):

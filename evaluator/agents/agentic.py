@@ -4,6 +4,7 @@ are not JSON or break the tool's schema) are answered with an error observation 
 goes on."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult, ToolCall
@@ -46,6 +47,20 @@ BUILTIN_TOOLS = [
     ToolSchema("submit", "Finish the episode. The workspace as it is now is graded.",
                {"type": "object", "properties": {"summary": {"type": "string"}}, "additionalProperties": False}),
 ]
+
+
+def tool_observation(result: Any, steps_left: int | None = None) -> str:
+    """A bundle tool's answer: its JSON (with the steps left, for open-ended targets), then its
+    report (a real run's log) as plain text; the JSON comes first, so a cut at OBSERVATION_CHARS
+    takes the end of the report."""
+    if not result.ok or not isinstance(result.output, dict):
+        return result.observation()
+    report = result.output.get("report")
+    rest = {k: v for k, v in result.output.items() if k != "report"}
+    if steps_left is not None:
+        rest["steps_left"] = steps_left
+    text = json.dumps(rest, sort_keys=True)
+    return f"{text}\n{report}" if isinstance(report, str) and report else text
 
 
 class AgenticAgent(Agent):
@@ -95,7 +110,9 @@ class AgenticAgent(Agent):
                 built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
                                                  counter=self.model.count_tokens, summarizer=self._summarizer(ctx)))
                 ctx.check_budget()
+                ctx.ask_probes(self.model, built.messages)
                 response = self._call(ctx, built)
+                ctx.record_context_map(built)
                 turn += 1
                 history.append(Message("assistant", response.text, tool_calls=list(response.tool_calls),
                                        kind=KIND_ACTION, turn=turn))
@@ -105,13 +122,13 @@ class AgenticAgent(Agent):
                     if idle >= MAX_IDLE_REPLIES:
                         ctx.stop_reason = STOP_MODEL
                         raise BudgetExceeded(STOP_MODEL)
-                    history.append(Message("user", "No tool was called. Use a tool, or call `submit` when done.",
-                                           kind=KIND_OBSERVATION, turn=turn))
+                    history.append(Message("user", ctx.plant_facts("No tool was called. Use a tool, or call `submit` "
+                                                                   "when done."), kind=KIND_OBSERVATION, turn=turn))
                     continue
                 idle = 0
                 for call in response.tool_calls:
                     content, meta = self._dispatch(ctx, call, clarifier, hints)
-                    history.append(Message("tool", content, tool_call_id=call.id, name=call.name,
+                    history.append(Message("tool", ctx.plant_facts(content), tool_call_id=call.id, name=call.name,
                                            kind=KIND_OBSERVATION, turn=turn, meta=meta))
                     if ctx.submitted is not None:
                         return
@@ -133,7 +150,8 @@ class AgenticAgent(Agent):
     def _done(self, ctx: EpisodeContext, history: list[Message]) -> bool:
         """Stop criteria besides submit: the task-native target, or (if asked) a valid output."""
         last_scores = [m.meta.get("score") for m in history if m.role == "tool" and m.turn == history[-1].turn]
-        if any(s is not None and ctx.bundle.target.meets_target(s) for s in last_scores):
+        if not ctx.bundle.target.open_ended and \
+                any(s is not None and ctx.bundle.target.meets_target(s) for s in last_scores):
             ctx.submit({"note": "target reached"})
             ctx.stop_reason = STOP_TARGET
             return True
@@ -188,7 +206,8 @@ class AgenticAgent(Agent):
             meta.update(score=result.value(score_key), config=args.get("config", args))
         if ctx.bundle.controller and call.name == ctx.bundle.controller.apply_tool:
             ctx.record_iteration(args, meta.get("score"), result.ok)
-        return result.observation()[:OBSERVATION_CHARS], meta
+        steps_left = ctx.max_steps - ctx.metrics.steps if ctx.bundle.target.open_ended else None
+        return tool_observation(result, steps_left)[:OBSERVATION_CHARS], meta
 
     def _edit(self, ctx: EpisodeContext, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         content = ctx.read_file(args["path"])

@@ -24,7 +24,10 @@ SYSTEM_PROMPT = """You are an ML experimenter working in controller mode. Each t
 object (no prose around it) that matches this JSON Schema:
 {schema}
 The evaluator applies your proposal by calling the tool `{tool}` and reports the result as a line
-starting with "{result_mark}". Set "stop": true when you are done; your best configuration is then kept."""
+starting with "{result_mark}". Set "stop": true when you are done; {stop_rule}"""
+STOP_KEPT_BEST = "your best configuration is then kept."
+STOP_OPEN_ENDED = ("there is no fixed target: use the budget (`steps_left` in each result) to find the best "
+                   "configuration you can; the configuration of your stop proposal is applied and graded.")
 
 
 class ControllerAgent(Agent):
@@ -42,7 +45,8 @@ class ControllerAgent(Agent):
     def _preamble(self, ctx: EpisodeContext) -> list[Message]:
         spec = ctx.bundle.controller
         system = SYSTEM_PROMPT.format(schema=json.dumps(spec.proposal_schema), tool=spec.apply_tool,
-                                      result_mark=RESULT_MARK)
+                                      result_mark=RESULT_MARK,
+                                      stop_rule=STOP_OPEN_ENDED if ctx.bundle.target.open_ended else STOP_KEPT_BEST)
         return [system_message(system), task_message(ctx)]
 
     def run(self, ctx: EpisodeContext) -> None:
@@ -57,15 +61,18 @@ class ControllerAgent(Agent):
         last_applied: dict[str, Any] | None = None
         if spec.baseline_config:
             with ctx.trace.step(0):
-                best = last_applied = self._baseline(ctx, history)
+                best = self._baseline(ctx, history)
+                last_applied = best["arguments"] if best is not None else None
         while True:
             with ctx.trace.step(ctx.metrics.llm_calls + 1):
                 built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
                                                  counter=self.model.count_tokens))
                 messages = built.messages
                 ctx.check_budget()
+                ctx.ask_probes(self.model, messages)
                 response = ctx.call_model(self.model, messages, response_schema=spec.proposal_schema,
                                           context_tokens=built.tokens, full_tokens=built.full_tokens)
+                ctx.record_context_map(built)
                 ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens,
                                 full_tokens=built.full_tokens, messages=len(messages), response=response.text[:4000])
                 turn = len(ctx.metrics.iterations) + 1
@@ -74,16 +81,14 @@ class ControllerAgent(Agent):
                 if error is not None:
                     ctx.outcomes["invalid_proposal"] += 1
                     ctx.events.emit("invalid_proposal", error=error)
-                    history.append(Message("user", f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}",
-                                           kind=KIND_OBSERVATION, turn=turn, meta={"ok": False, "error": error}))
+                    text = ctx.plant_facts(f"{RESULT_MARK} {json.dumps({'ok': False, 'error': error})}")
+                    history.append(Message("user", text, kind=KIND_OBSERVATION, turn=turn,
+                                           meta={"ok": False, "error": error}))
                     if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
                         raise BudgetExceeded("too_many_invalid_proposals")
                     continue
                 if proposal.get("stop"):
-                    if best is not None and best["arguments"] != last_applied:
-                        ctx.call_tool(spec.apply_tool, best["arguments"])
-                    ctx.submit({"best": best, "rationale": proposal.get("rationale")})
-                    ctx.stop_reason = STOP_MODEL
+                    self._stop(ctx, proposal, best, last_applied, arg_names)
                     return
                 arguments = {k: v for k, v in proposal.items() if k in arg_names}
                 result = ctx.call_tool(spec.apply_tool, arguments)
@@ -94,12 +99,36 @@ class ControllerAgent(Agent):
                     best = {"arguments": arguments, "score": score}
                 observation = {"ok": result.ok, "score": score, "config": proposal.get("config"),
                                "error": result.error}
-                history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
+                if ctx.bundle.target.open_ended:
+                    observation["steps_left"] = ctx.max_steps - ctx.metrics.steps
+                history.append(Message("user", ctx.plant_facts(self._report(observation, result)),
                                        kind=KIND_OBSERVATION, turn=turn, meta=observation))
-                if score is not None and ctx.bundle.target.meets_target(score):
+                if score is not None and ctx.bundle.target.meets_target(score) and not ctx.bundle.target.open_ended:
                     ctx.submit({"best": best, "note": "target reached"})
                     ctx.stop_reason = STOP_TARGET
                     return
+
+    @staticmethod
+    def _report(observation: dict[str, Any], result: Any) -> str:
+        """The RESULT line, then the tool's own report (a real run's log) when it prints one."""
+        line = f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}"
+        report = result.value("report")
+        return f"{line}\n{report}" if isinstance(report, str) and report else line
+
+    @staticmethod
+    def _stop(ctx: EpisodeContext, proposal: dict[str, Any], best: dict[str, Any] | None,
+              last_applied: dict[str, Any] | None, arg_names: set[str]) -> None:
+        """The model stops. With an open-ended target its stop proposal is its submission (what it
+        remembers as best); otherwise the best configuration the evaluator saw is kept."""
+        spec = ctx.bundle.controller
+        if ctx.bundle.target.open_ended:
+            chosen = {k: v for k, v in proposal.items() if k in arg_names}
+        else:
+            chosen = best["arguments"] if best is not None else None
+        if chosen is not None and chosen != last_applied:
+            ctx.call_tool(spec.apply_tool, chosen)
+        ctx.submit({"best": best, "submitted": chosen, "rationale": proposal.get("rationale")})
+        ctx.stop_reason = STOP_MODEL
 
     @staticmethod
     def _baseline(ctx: EpisodeContext, history: list[Message]) -> dict[str, Any] | None:
@@ -120,7 +149,7 @@ class ControllerAgent(Agent):
         proposal = json.dumps({"config": config, "rationale": "the starter baseline"}, sort_keys=True)
         observation = {"ok": result.ok, "score": score, "config": config, "error": result.error, "baseline": True}
         history.append(Message("assistant", proposal, kind=KIND_ACTION, turn=0))
-        history.append(Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}",
+        history.append(Message("user", ControllerAgent._report(observation, result),
                                kind=KIND_OBSERVATION, turn=0, meta=observation))
         return {"arguments": arguments, "score": score} if score is not None else None
 

@@ -21,9 +21,10 @@ CLARIFICATION_GUIDANCE = {
 def target_facts(ctx: EpisodeContext) -> dict[str, Any]:
     """Machine-readable target: what counts as done (offline models read it from the task)."""
     bundle = ctx.bundle
+    open_ended = bundle.target.open_ended  # the agent is not told a goal: it searches the whole budget
     facts = {"metric": bundle.target.metric, "direction": bundle.target.direction,
-             "goal": bundle.target.target_score(), "baseline": bundle.target.baseline, "seed": ctx.seed,
-             "output": bundle.output_path}
+             "goal": None if open_ended else bundle.target.target_score(), "baseline": bundle.target.baseline,
+             "seed": ctx.seed, "output": bundle.output_path, **({"open_ended": True} if open_ended else {})}
     if bundle.controller is not None:
         facts.update(score_key=bundle.controller.score_key, apply_tool=bundle.controller.apply_tool)
     return facts

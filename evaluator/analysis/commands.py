@@ -21,51 +21,83 @@ def _interval(record: dict[str, Any], digits: int = 4) -> str:
 KEY_FIELDS = ("bundle", "mode", "model")
 
 
+def _probe_cell(block: dict[str, Any] | None) -> str:
+    """An arm's pooled probe recall: correct/answered, recall [Wilson interval]."""
+    if block is None:
+        return "–"
+    return f"{block['correct']}/{block['answered']} {_interval(block['overall'], 3)}"
+
+
+def _probe_pair_cells(record: dict[str, Any] | None) -> list[str]:
+    """A comparison's probe-recall difference (paired bootstrap) and p (Holm-adjusted)."""
+    if record is None:
+        return ["–", "–"]
+    better = f" {record['better']}{'*' if record['significant'] else ''}" if record["better"] else ""
+    return [f"{_interval(record['difference'], 3)} n={record['pairs']}",
+            f"{_fmt(record['p'], 3)} ({_fmt(record['p_adjusted'], 3)}){better}"]
+
+
 def _constant_fields(document: dict[str, Any]) -> dict[str, str]:
     """Arm-key fields shared by every arm: said once in the title instead of in every row."""
     keys = [a["arm"] for a in document["arms"]]
     return {f: keys[0][f] for f in KEY_FIELDS if len({k[f] for k in keys}) == 1}
 
 
-def print_tables(document: dict[str, Any]) -> None:
-    """The arms and the paired comparisons as rich tables on stdout."""
-    import sys
-    from rich.console import Console
+def _arms_table(document: dict[str, Any], varying: list[str], where: str):
     from rich.table import Table
-
-    from .compare import verdict
-
-    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-    shared = _constant_fields(document)
-    varying = [f for f in KEY_FIELDS if f not in shared]
-    where = " · ".join(shared.values())
     arms = Table(title=f"arms{' of ' + where if where else ''} (95 % intervals: Wilson for success rates, "
                        f"bootstrap for means)", title_justify="left")
-    for header in (*varying, "policy", "n", "success", "score", "tokens", "cost USD", "calls", "errors"):
+    probes = any("probe_recall" in a for a in document["arms"])  # a column only where arms had probes
+    for header in (*varying, "policy", "n", "success", "score", "tokens", "cost USD", "calls", "errors",
+                   *(["probe recall"] if probes else [])):
         arms.add_column(header, justify="right" if header in ("n", "calls", "errors") else "left")
     for a in document["arms"]:
         k = a["arm"]
         arms.add_row(*(k[f] for f in varying), k["policy"], str(a["n"]),
                      f"{a['successes']}/{a['n']} {_interval(a['success_rate'], 3)}", _interval(a["score"]),
                      _interval(a["total_tokens"], 5), _interval(a["cost_usd"], 3), _fmt(a["llm_calls"], 3),
-                     str(a["errors"]))
-    console.print(arms, markup=False)
-    if not document["comparisons"]:
-        console.print("no paired comparisons: no two policies share a bundle, mode and model", markup=False)
-        return
+                     str(a["errors"]), *([_probe_cell(a.get("probe_recall"))] if probes else []))
+    return arms
+
+
+def _pairs_table(document: dict[str, Any], varying: list[str], probes: bool):
+    from rich.table import Table
+
+    from .compare import verdict
     pairs = Table(title=f"paired by seed, a − b; p-values adjusted with {document['correction']}",
                   title_justify="left")
     for header in (*varying, "a", "b", "pairs", "score a − b", "p score (adj)", "success a/b",
-                   "p success (adj)", "better"):
+                   "p success (adj)", "better", *(["recall a − b", "p recall (adj)"] if probes else [])):
         pairs.add_column(header)
     for c in document["comparisons"]:
         pairs.add_row(*(c[f] for f in varying), c["policy_a"], c["policy_b"], str(c["pairs"]),
                       _interval(c["score_difference"]),
                       f"{_fmt(c['score_p'], 3)} ({_fmt(c['score_p_adjusted'], 3)})",
                       f"{c['successes_a']}/{c['successes_b']}",
-                      f"{_fmt(c['success_p'], 3)} ({_fmt(c['success_p_adjusted'], 3)})", verdict(c))
-    console.print(pairs, markup=False)
-    console.print(f"significant: adjusted score p < {document['alpha']}", markup=False)
+                      f"{_fmt(c['success_p'], 3)} ({_fmt(c['success_p_adjusted'], 3)})", verdict(c),
+                      *(_probe_pair_cells(c.get("probe_recall")) if probes else []))
+    return pairs
+
+
+def print_tables(document: dict[str, Any]) -> None:
+    """The arms and the paired comparisons as rich tables on stdout (probe-recall columns only
+    where the arms had probes)."""
+    import sys
+    from rich.console import Console
+
+    console = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    shared = _constant_fields(document)
+    varying = [f for f in KEY_FIELDS if f not in shared]
+    console.print(_arms_table(document, varying, " · ".join(shared.values())), markup=False)
+    if not document["comparisons"]:
+        console.print("no paired comparisons: no two policies share a bundle, mode and model", markup=False)
+        return
+    probes = any("probe_recall" in c for c in document["comparisons"])
+    console.print(_pairs_table(document, varying, probes), markup=False)
+    console.print(f"significant: adjusted score p < {document['alpha']}"
+                  + (f"; recall a − b: per-episode probe recall on n seeds where both answered probes, "
+                     f"p recall names the higher-recall policy, * = adjusted p < {document['alpha']}"
+                     if probes else ""), markup=False)
 
 
 def _load_all(runs: list[str]):

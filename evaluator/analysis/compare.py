@@ -3,7 +3,8 @@
 An arm is bundle × mode × model × policy. Policies are compared within one bundle × mode × model,
 paired by seed: the seed fixes the data split and the agent's randomness, so pairing removes that
 variance from the difference. Each test's p-values (sign-flip on score, McNemar on success) are
-Holm-adjusted across the family of all comparisons in the document.
+Holm-adjusted across the family of all comparisons in the document; so is the paired test of
+per-episode probe recall, where the arms have probes (probes.py).
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ import numpy as np
 from ..errors import CtxevalError
 from . import stats
 from .loading import ArmKey, BundleTarget, RunResults, arm_key, bundle_targets, group_by_arm, total_tokens
+from .probes import ProbeComparison, arm_probe_recall, compare_probe_recall, holm_adjust_probes
 
 SCHEMA_VERSION = 1
-ALPHA = 0.05
+ALPHA = stats.ALPHA
 
 
 @dataclass
@@ -42,14 +44,16 @@ class ArmSummary:
     llm_calls: float | None
     stop_reasons: dict[str, int]
     medals: dict[str, int]
+    probe_recall: dict[str, Any] | None = None  # probes.arm_probe_recall; None: no episode had probes
 
     def as_record(self) -> dict[str, Any]:
+        probes = {} if self.probe_recall is None else {"probe_recall": self.probe_recall}
         return {"arm": self.arm.as_record(), "label": self.arm.label, "metric": self.metric,
                 "direction": self.direction, "runs": self.runs, "seeds": self.seeds, "n": self.n,
                 "successes": self.successes, "errors": self.errors,
                 "success_rate": self.success_rate.as_record(), "score": self.score.as_record(),
                 "total_tokens": self.total_tokens.as_record(), "cost_usd": self.cost_usd.as_record(),
-                "llm_calls": self.llm_calls, "stop_reasons": self.stop_reasons, "medals": self.medals}
+                "llm_calls": self.llm_calls, "stop_reasons": self.stop_reasons, "medals": self.medals, **probes}
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Comparison:
     success_p: float | None
     score_p_adjusted: float | None = None
     success_p_adjusted: float | None = None
+    probe_recall: ProbeComparison | None = None  # None: neither arm had probes
 
     @property
     def better(self) -> str | None:
@@ -90,6 +95,8 @@ class Comparison:
         return self.score_p_adjusted is not None and self.score_p_adjusted < ALPHA
 
     def as_record(self) -> dict[str, Any]:
+        probes = {} if self.probe_recall is None else \
+            {"probe_recall": self.probe_recall.as_record(self.policy_a, self.policy_b)}
         return {"bundle": self.bundle, "mode": self.mode, "model": self.model,
                 "policy_a": self.policy_a, "policy_b": self.policy_b, "direction": self.direction,
                 "seeds": self.seeds, "only_a": self.only_a, "only_b": self.only_b, "pairs": len(self.seeds),
@@ -98,7 +105,7 @@ class Comparison:
                 "score_p": self.score_p, "score_p_adjusted": self.score_p_adjusted,
                 "successes_a": self.successes_a, "successes_b": self.successes_b,
                 "success_p": self.success_p, "success_p_adjusted": self.success_p_adjusted,
-                "better": self.better, "significant": self.significant}
+                "better": self.better, "significant": self.significant, **probes}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -129,7 +136,7 @@ def summarize_arm(arm: ArmKey, results: list[dict[str, Any]], target: BundleTarg
         cost_usd=stats.bootstrap_mean([float(r["metrics"]["cost_usd"]) for r in results]),
         llm_calls=_mean([r["metrics"]["llm_calls"] for r in results]),
         stop_reasons=dict(sorted(Counter(r["stop_reason"] for r in results).items())),
-        medals=dict(sorted(medals.items())))
+        medals=dict(sorted(medals.items())), probe_recall=arm_probe_recall(results))
 
 
 def _by_seed(results: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -157,7 +164,8 @@ def compare_pair(a_key: ArmKey, a: list[dict[str, Any]], b_key: ArmKey, b: list[
         score_difference=stats.paired_bootstrap_difference(a_scores, b_scores),
         score_p=stats.sign_flip_p_value(a_scores, b_scores),
         successes_a=sum(a_success), successes_b=sum(b_success),
-        success_p=stats.mcnemar_exact(a_success, b_success) if shared else None)
+        success_p=stats.mcnemar_exact(a_success, b_success) if shared else None,
+        probe_recall=compare_probe_recall({s: a_seeds[s] for s in shared}, {s: b_seeds[s] for s in shared}))
 
 
 def paired_comparisons(groups: dict[ArmKey, list[dict[str, Any]]],
@@ -172,6 +180,7 @@ def paired_comparisons(groups: dict[ArmKey, list[dict[str, Any]]],
         comparison.score_p_adjusted = p
     for comparison, p in zip(found, stats.holm_adjust([c.success_p for c in found])):
         comparison.success_p_adjusted = p
+    holm_adjust_probes([c.probe_recall for c in found])
     return found
 
 

@@ -100,11 +100,13 @@ class LeaderboardRow:
     mean_cost_usd: float = 0.0
     source_run_id: str = ""
     created_at: str = ""
+    probe_recall: Interval | None = None  # mean per-episode probe recall (bootstrap 95 %); None: no probes
 
     def as_record(self) -> dict[str, Any]:
         record = dict(vars(self))
         record["success_rate"] = self.success_rate.as_record()
         record["mean_score"] = self.mean_score.as_record()
+        record["probe_recall"] = None if self.probe_recall is None else self.probe_recall.as_record()
         return record
 
 
@@ -142,8 +144,15 @@ def _rows_of(name: str, document: dict[str, Any]) -> list[LeaderboardRow]:
             mean_score=bootstrap_mean(scores), medals=medals if has_medals else {},
             mean_tokens=sum(e["tokens"]["total"] for e in episodes) / n,
             mean_cost_usd=math.fsum(e["cost_usd"] for e in episodes) / n,
-            source_run_id=document["source_run_id"], created_at=document["created_at"]))
+            source_run_id=document["source_run_id"], created_at=document["created_at"],
+            probe_recall=_mean_probe_recall(episodes)))
     return rows
+
+
+def _mean_probe_recall(episodes: list[dict[str, Any]]) -> Interval | None:
+    """Mean of the episodes' probe recall (those that answered probes); None when no episode had probes."""
+    probed = [e["probe_recall"] for e in episodes if e.get("probe_recall") is not None]
+    return bootstrap_mean([p["overall"] for p in probed]) if probed else None
 
 
 def _rank(rows: list[LeaderboardRow]) -> list[LeaderboardRow]:

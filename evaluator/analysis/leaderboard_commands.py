@@ -114,13 +114,15 @@ def _print_tables(rows) -> None:
     for (bundle, bundle_hash), group in groups.items():
         first = group[0]
         arrow = "↑" if first.direction == "maximize" else "↓"
-        table = Table(title=f"{bundle} {first.bundle_version} ({bundle_hash[:12]}) · {first.metric} {arrow}",
-                      caption="\\[lo, hi]: 95 % intervals (Wilson; bootstrap). tokens, cost: means per "
-                              "episode. --json: every field",
-                      box=box.SIMPLE_HEAD)
         with_medals = any(r.medals for r in group)
+        with_probes = any(r.probe_recall is not None for r in group)  # a column only where entries had probes
+        table = Table(title=f"{bundle} {first.bundle_version} ({bundle_hash[:12]}) · {first.metric} {arrow}",
+                      caption="\\[lo, hi]: 95 % intervals (Wilson; bootstrap). tokens, cost"
+                              f"{', probe recall' if with_probes else ''}: means per episode. --json: every field",
+                      box=box.SIMPLE_HEAD)
         columns = ["#", "model · policy · mode", "n", "success", f"mean {first.metric}"]
         columns += ["g/s/b/>med"] if with_medals else []
+        columns += ["probe recall"] if with_probes else []
         columns += ["tokens", "cost $"]
         for column in columns:
             table.add_column(column, justify="right" if column in ("#", "n", "tokens", "cost $") else "left")
@@ -130,6 +132,8 @@ def _print_tables(rows) -> None:
                      f"{r.successes}/{r.n} [{rate.low:.2f}, {rate.high:.2f}]", _interval(r.mean_score, 4)]
             if with_medals:
                 cells.append("/".join(str(r.medals.get(m, 0)) for m in ("gold", "silver", "bronze", "above_median")))
+            if with_probes:
+                cells.append("-" if r.probe_recall is None else _interval(r.probe_recall, 3))
             cells += [f"{r.mean_tokens:,.0f}", f"{r.mean_cost_usd:.4g}"]
             table.add_row(*cells)
         console.print(table)

@@ -234,14 +234,16 @@ def draw(name: str, series: dict[str, Any], path: Path, colours: dict[str, Any])
     import io
 
     from ..atomic import write_bytes_atomic
+    from . import policy_plots
     plt = _pyplot()
     with plt.rc_context({"text.parse_math": False}):  # a "$" in a policy name is text, not TeX
-        fig = DRAW[name](series, colours)
+        fig = (DRAW.get(name) or policy_plots.DRAW[name])(series, colours)
         for ax in fig.axes:
             ax.grid(True, alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8, loc="best")
-        fig.tight_layout()
+        if fig.get_layout_engine() is None:  # a figure may bring its own (constrained) layout
+            fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={SERIES_KEY: json.dumps(series, sort_keys=True)})
     plt.close(fig)
@@ -251,9 +253,18 @@ def draw(name: str, series: dict[str, Any], path: Path, colours: dict[str, Any])
 
 
 def write_plots(results: Results, out_dir: Path) -> dict[str, Path]:
-    """Every plot of PLOTS as `<out_dir>/<name>.png`."""
+    """Every plot of PLOTS as `<out_dir>/<name>.png`, then each policy plot (policy_plots.POLICY_PLOTS)
+    whose data exist; a policy plot without data is not written (and a stale one is removed)."""
+    from . import policy_plots
     colours = _colours([key.policy for key in group_by_arm(results)])
-    return {name: draw(name, SERIES[name](results), out_dir / f"{name}.png", colours) for name in PLOTS}
+    written = {name: draw(name, SERIES[name](results), out_dir / f"{name}.png", colours) for name in PLOTS}
+    for name in policy_plots.POLICY_PLOTS:
+        series, path = policy_plots.SERIES[name](results), out_dir / f"{name}.png"
+        if policy_plots.has_data(series):
+            written[name] = draw(name, series, path, colours)
+        else:
+            path.unlink(missing_ok=True)
+    return written
 
 
 def read_series(path: Path) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from ..atomic import write_bytes_atomic
 from .compare import compare_runs, pooled_results, verdict
 from .loading import RunResults
 from .plots import PLOTS, write_plots
+from .policy_plots import POLICY_PLOTS, TOKENS_NOTE
+
+ALL_PLOTS = (*PLOTS, *POLICY_PLOTS)  # the order of the page; policy plots only where their data exist
 
 CAPTIONS = {
     "score_by_iteration": "Mean best-so-far score by iteration, per arm; iteration 0 is the starter baseline, "
@@ -23,6 +26,13 @@ CAPTIONS = {
                        "history would have had (dashed).",
     "tokens_vs_score": "Total tokens against graded score, one point per episode, one colour per policy.",
     "cost_vs_success": "Mean cost per episode against success rate, with 95 % Wilson intervals.",
+    "context_map": "Context map of one episode per arm (its lowest seed): for every agent model call (y), the state "
+                   "of every history turn (x) in the context the policy built — K kept whole, M masked, cleared or "
+                   "truncated, S summarised or represented by a lead message, D dropped.",
+    "retention": "Probe recall (correct / answered probes, over every episode) by the distance in model calls "
+                 "between planting a fact and asking for it, per arm, with 95 % Wilson intervals.",
+    "cost_frontier": f"Mean total tokens per episode ({TOKENS_NOTE}; 95 % percentile bootstrap) against success "
+                     "rate (95 % Wilson), per arm; the dashed line joins the Pareto-optimal arms (diamonds).",
 }
 
 STYLE = """
@@ -164,7 +174,7 @@ def render_html(document: dict[str, Any], pngs: dict[str, Path]) -> str:
         f"<p>{_e(method)}</p>",
         f'<p class="correction" data-correction="{_e(correction)}">{_e("correction: " + correction)}</p>',
         comparisons,
-        "<h2>Plots</h2>", *(_figure(name, pngs[name]) for name in PLOTS if name in pngs),
+        "<h2>Plots</h2>", *(_figure(name, pngs[name]) for name in ALL_PLOTS if name in pngs),
     ]
     if warnings:
         parts += ["<h2>Warnings</h2>", f"<ul>{warnings}</ul>"]

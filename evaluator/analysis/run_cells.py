@@ -22,6 +22,7 @@ from ..matrix import episode_id
 RUN_FILE = "run.json"
 MAX_RUN_FILE_BYTES = 16 * 1024 * 1024  # a run.json is a few kilobytes; a bigger one is not read
 _NAME = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+_EPISODE_ID = "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"  # a variant's bundle id holds @ (toy@long-...-s0)
 _SEEDS = {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "integer"}}
 # What a submission relies on in run.json (evaluator/runs.py writes more; other fields are free).
 RUN_FILE_SCHEMA: dict[str, Any] = {
@@ -29,7 +30,7 @@ RUN_FILE_SCHEMA: dict[str, Any] = {
     "required": ["run_id", "episodes"],
     "properties": {
         "run_id": {"type": "string", "pattern": _NAME},
-        "episodes": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": _NAME}},
+        "episodes": {"type": "array", "uniqueItems": True, "items": {"type": "string", "pattern": _EPISODE_ID}},
         "matrix": {"type": "object", "required": ["bundles", "agents", "seeds"], "properties": {
             "bundles": {"type": "array", "minItems": 1, "items": {"type": "string"}},
             "agents": {"type": "array", "minItems": 1, "items": {"type": "object"}},

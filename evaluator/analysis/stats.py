@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 
 CONFIDENCE = 0.95
+ALPHA = 0.05  # an adjusted p-value below this is called significant
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 EXACT_PERMUTATION_MAX_PAIRS = 16  # 2**16 sign flips: enumerate them all; beyond, sample

@@ -22,10 +22,12 @@ from typing import Any
 
 from .. import __version__
 from ..atomic import write_json_atomic
+from ..episode.probe_recall import episode_probe_recall
 from ..errors import CtxevalError
 from ..hashing import iter_files
 from ..jsonschemas import validate
 from .loading import RunResults, arm_key, load_run
+from .probes import has_probes
 from .run_cells import RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle, sha256_bytes
 
 SUBMISSION_FILE = "submission.json"
@@ -160,6 +162,17 @@ def _bundle_record(results: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: record.get(k) for k in BUNDLE_FIELDS}
 
 
+def probe_entry(result: dict[str, Any]) -> dict[str, Any]:
+    """{"probe_recall": {overall, answered, correct}} for an episode with probes, else nothing
+    (submissions of runs without probes stay as they were)."""
+    if not has_probes(result):
+        return {}
+    recall = episode_probe_recall(result) or {}
+    answered, correct = int(recall.get("answered") or 0), int(recall.get("correct") or 0)
+    return {"probe_recall": {"overall": correct / answered if answered else None, "answered": answered,
+                             "correct": correct}}
+
+
 def _episode_entry(result: dict[str, Any], workspace: Path) -> dict[str, Any]:
     metrics = result["metrics"]
     tokens = {"prompt": metrics["prompt_tokens"], "completion": metrics["completion_tokens"],
@@ -168,7 +181,7 @@ def _episode_entry(result: dict[str, Any], workspace: Path) -> dict[str, Any]:
     return {"episode_id": result["episode_id"], "bundle": result["bundle"]["id"], "seed": result["seed"],
             "status": result["status"], "score": result["score"], "success": result["success"],
             "tokens": tokens, "cost_usd": float(metrics["cost_usd"]), "medal": medal_of(result.get("grade")),
-            "artefact_digest": artefact_digest(workspace)}
+            "artefact_digest": artefact_digest(workspace), **probe_entry(result)}
 
 
 def _as_run(run: RunResults | str | Path) -> RunResults:

@@ -98,6 +98,7 @@ def _consistency(document: dict[str, Any]) -> list[str]:
         if tokens["total"] != tokens["prompt"] + tokens["completion"] + tokens["summarizer"]:
             reasons.append(f"{where}: $.episodes[{i}].tokens.total: {tokens['total']} is not "
                            "prompt + completion + summarizer")
+        reasons += _probe_reasons(episode.get("probe_recall"), f"{where}: $.episodes[{i}].probe_recall")
         if episode["status"] != "completed":
             reasons.append(f"{where}: $.episodes[{i}].status: {episode['episode_id']!r} ended in status "
                            f"{episode['status']} (the evaluator, a sandbox or the model API failed): finish the "
@@ -106,6 +107,19 @@ def _consistency(document: dict[str, Any]) -> list[str]:
         reasons.append(f"{where}: $.seeds: {document['seeds']} are not the episodes' seeds")
     reasons += _claimed_arm_reasons(document) + seed_shortfalls(document) + _totals_mismatches(document)
     return reasons
+
+
+def _probe_reasons(claim: dict[str, Any] | None, where: str) -> list[str]:
+    """An episode's probe recall is not re-computable (the agent is not run again): only consistent."""
+    if claim is None:
+        return []
+    answered, correct, overall = claim["answered"], claim["correct"], claim["overall"]
+    if correct > answered:
+        return [f"{where}.correct: {correct} correct of {answered} answered"]
+    expected = correct / answered if answered else None
+    if not _close(overall, expected):
+        return [f"{where}.overall: {overall} claimed, correct / answered gives {expected}"]
+    return []
 
 
 def _claimed_arm_reasons(document: dict[str, Any]) -> list[str]:
@@ -211,15 +225,17 @@ def _coverage_reasons(document: dict[str, Any], cells: list[Cell]) -> list[str]:
 def _current_bundles(document: dict[str, Any], root: Path) -> tuple[dict[str, Bundle], list[str]]:
     """The bundles whose identity matches the submission's claims, and the reasons for the others."""
     from ..bundles import load_bundle
+    from ..bundles.variants import split_variant
     matching, reasons = {}, []
     for j, claim in enumerate(document["bundles"]):
         where = f"{SUBMISSION_FILE}: $.bundles[{j}]"
-        manifest = root / claim["id"] / "bundle.yaml"
+        folder, _ = split_variant(root / claim["id"])  # toy@long: the folder toy, its variant long
+        manifest = folder / "bundle.yaml"
         if not manifest.is_file():
             reasons.append(f"{where}.id: unknown bundle {claim['id']!r} (no {manifest})")
             continue
         try:
-            bundle = load_bundle(manifest)
+            bundle = load_bundle(root / claim["id"])
         except ValidationFailed as exc:
             reasons.append(f"{where}.id: bundle {claim['id']!r} here is invalid: {exc.violations[0]}")
             continue

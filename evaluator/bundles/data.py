@@ -39,15 +39,16 @@ def _make_world_readable(root: Path) -> None:
 
 def data_dir(bundle: Bundle) -> Path | None:
     """The prepared data's folder, keyed by the whole bundle (a prepare script may read any of
-    its files), the prepare arguments and the raw files."""
+    its files), the prepare arguments and the raw files. Per base bundle: variants with the same
+    data stage share the folder, one with other prepare arguments gets its own."""
     if bundle.data is None:
         return None
-    extra = [bundle.id, bundle.version, *bundle.data.prepare]
+    extra = [bundle.base_id, bundle.version, *bundle.data.prepare]
     if bundle.data.fetch is not None:
         raw = raw_dir(bundle)
         extra.append(hash_paths([raw / name for name in bundle.data.fetch.files if (raw / name).is_file()], raw))
     key = hash_paths([bundle.root], bundle.root, extra=extra)
-    return cache_dir() / "data" / bundle.id / key[:16]
+    return cache_dir() / "data" / bundle.base_id / key[:16]
 
 
 def prepare_data(bundle: Bundle, force: bool = False, extra_args: list[str] | None = None) -> PreparedData:

@@ -18,7 +18,7 @@ KAGGLE_RULES_URL = "https://www.kaggle.com/competitions/{slug}/rules"
 
 
 def raw_dir(bundle: Bundle) -> Path:
-    return cache_dir() / "raw" / bundle.id
+    return cache_dir() / "raw" / bundle.base_id  # raw files are the base bundle's, shared by its variants
 
 
 def missing_raw_files(bundle: Bundle) -> list[str]:

@@ -7,8 +7,9 @@ from typing import Any
 
 from ..errors import ValidationFailed, Violation
 from ..jsonschemas import data_violations, project_schema, read_yaml, schema_errors, violations
-from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, Bundle, ControllerSpec, DataSpec, FetchSpec, GraderRunSpec, Limits,
-                       SuccessRule, Target, ToolSpec)
+from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, VARIANT_SEPARATOR, Bundle, ControllerSpec, DataSpec, FetchSpec,
+                       GraderRunSpec, Limits, ProbeSpec, SuccessRule, Target, ToolSpec)
+from .variants import PathMap, apply_variant, remap, split_variant, variant_names
 
 MANIFEST_NAME = "bundle.yaml"
 
@@ -41,9 +42,44 @@ def manifest_path_of(path: Path) -> Path:
     return path / MANIFEST_NAME if path.is_dir() else path
 
 
+def _probes(raw: dict[str, Any], label: str, found: list[Violation]) -> list[ProbeSpec]:
+    """The manifest's probes; duplicate ids and asks not after the plant call are violations."""
+    probes = [ProbeSpec.from_manifest(item) for item in raw.get("probes", [])]
+    seen: set[str] = set()
+    for i, probe in enumerate(probes):
+        if probe.id in seen:
+            found.append(Violation(label, f"$.probes[{i}].id", f"duplicate probe id {probe.id!r}"))
+        seen.add(probe.id)
+        for j, call in enumerate(raw["probes"][i]["ask"]["before_calls"]):
+            if call <= probe.plant_after_call:
+                found.append(Violation(label, f"$.probes[{i}].ask.before_calls[{j}]",
+                                       f"asked before call {call}, but the fact is planted after call "
+                                       f"{probe.plant_after_call}: every ask call must be later than the plant call"))
+    return probes
+
+
+def _read_manifest(manifest: Path, variant: str | None) -> tuple[dict[str, Any], tuple[str, ...], PathMap]:
+    """The manifest (with the variant's overrides applied), its variants' names, and the map from
+    JSON paths of the merged manifest to those of the file. Schema violations raise."""
+    label = str(manifest)
+    raw = _read_yaml(manifest)
+    found = violations(raw, project_schema("bundle"), label, strict_integers=True)
+    if found:
+        raise ValidationFailed(found)
+    names = variant_names(raw)
+    if variant is None:
+        return raw, names, lambda json_path: json_path
+    merged, where = apply_variant(raw, variant, label)
+    found = remap(violations(merged, project_schema("bundle"), label, strict_integers=True), where)
+    if found:
+        raise ValidationFailed(found)
+    return merged, names, where
+
+
 def load_bundle(path: str | Path) -> Bundle:
-    """Load and fully check a bundle folder (or its bundle.yaml). Raises ValidationFailed."""
-    manifest = Path(path)
+    """Load and fully check a bundle folder (or its bundle.yaml), or a variant of it
+    (`bundles/toy@long`). Raises ValidationFailed."""
+    manifest, variant = split_variant(path)
     try:
         manifest = manifest_path_of(manifest)
         manifest = manifest.resolve()
@@ -54,10 +90,8 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ValidationFailed([Violation(str(manifest), "$", "bundle manifest not found")])
     root = manifest.parent
     label = str(manifest)
-    raw = _read_yaml(manifest)
-    found = violations(raw, project_schema("bundle"), label, strict_integers=True)
-    if found:
-        raise ValidationFailed(found)
+    raw, variants, where = _read_manifest(manifest, variant)
+    found: list[Violation] = []
 
     def existing(rel: str, json_path: str, want_dir: bool | None = None) -> Path:
         try:
@@ -121,14 +155,17 @@ def load_bundle(path: str | Path) -> Bundle:
         existing(data.prepare[0], "$.data.prepare[0]", want_dir=False)
     if ws.get("reference_command") and reference is None:
         found.append(Violation(label, "$.workspace.reference_command", "needs workspace.reference"))
+    probes = _probes(raw, label, found)
 
     if found:
-        raise ValidationFailed(found)
+        raise ValidationFailed(remap(found, where))
     t = raw["target"]
     target = Target(metric=t["metric"], direction=t["direction"], baseline=t.get("baseline"),
-                    success=SuccessRule(**t["success"]))
+                    success=SuccessRule(**t["success"]), open_ended=bool(t.get("open_ended", False)))
     return Bundle(
-        root=root, manifest_path=manifest, raw=raw, id=raw["id"], version=raw["version"],
+        root=root, manifest_path=manifest, raw=raw, version=raw["version"],
+        id=f"{raw['id']}{VARIANT_SEPARATOR}{variant}" if variant else raw["id"],
+        variant=variant, variants=variants, probes=probes,
         title=raw["title"], description=raw.get("description", ""), task_path=task,
         dockerfile=dockerfile, image_context=context, build_args=dict(image.get("build_args", {})),
         starter_dir=starter, reference_dir=reference, reference_command=ws.get("reference_command"),

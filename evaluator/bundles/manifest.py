@@ -16,6 +16,7 @@ DEFAULT_PIDS = 256
 DEFAULT_TMPFS_MB = 256
 DEFAULT_TOOL_TIMEOUT_SECONDS = 300.0
 DEFAULT_GRADER_TIMEOUT_SECONDS = 600.0
+VARIANT_SEPARATOR = "@"  # bundles/toy@long: the variant `long` of the bundle `toy`
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Target:
     direction: str
     success: SuccessRule
     baseline: float | None = None
+    open_ended: bool = False  # the agent is not told a goal; the controller does not stop at it
 
     @property
     def maximize(self) -> bool:
@@ -131,8 +133,37 @@ class GraderRunSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    """A fact planted in the observation answering model call `plant_after_call`, and the
+    question about it asked just before each call in `ask_before_calls`."""
+
+    id: str
+    fact: str
+    plant_after_call: int
+    ask_before_calls: tuple[int, ...]
+    question: str
+    answer_text: str | None = None
+    answer_number: float | None = None
+    tolerance: float = 0.0
+    decisive: bool = False
+    constraint: dict[str, Any] | None = None
+
+    @classmethod
+    def from_manifest(cls, raw: dict[str, Any]) -> "ProbeSpec":
+        answer = raw["answer"]
+        return cls(id=raw["id"], fact=raw["fact"], plant_after_call=raw["plant"]["after_call"],
+                   ask_before_calls=tuple(sorted(raw["ask"]["before_calls"])), question=raw["question"],
+                   answer_text=answer.get("text"),
+                   answer_number=float(answer["number"]) if "number" in answer else None,
+                   tolerance=float(answer.get("tolerance", 0.0)), decisive=bool(raw.get("decisive", False)),
+                   constraint=dict(raw["constraint"]) if "constraint" in raw else None)
+
+
+@dataclass(frozen=True)
 class Bundle:
-    """A loaded, validated bundle. Paths are absolute."""
+    """A loaded, validated bundle. Paths are absolute. A variant (`bundles/toy@long`) has
+    `id == "toy@long"` and `variant == "long"`; its manifest is the base's with the variant's
+    overrides applied, and it shares the base's image (`base_id`)."""
 
     root: Path
     manifest_path: Path
@@ -163,6 +194,14 @@ class Bundle:
     grader_run: GraderRunSpec | None = None
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    variant: str | None = None
+    variants: tuple[str, ...] = ()  # the variants the manifest declares (names)
+    probes: list[ProbeSpec] = field(default_factory=list)
+
+    @property
+    def base_id(self) -> str:
+        """The base bundle's id: images (and raw data) are per base bundle."""
+        return self.id.partition(VARIANT_SEPARATOR)[0]
 
     @property
     def task_text(self) -> str:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ..bundles.manifest import Bundle, ToolSpec
-from ..errors import BudgetExceeded, CallCancelled
+from ..errors import BudgetExceeded, CallCancelled, CtxevalError
 from ..jsonschemas import data_violations, violations
 from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
 from ..tracing.spans import NO_TRACING, LlmCall, ToolCall, Tracing
 from .events import EventLog
+from .probes import ProbeRunner
 
 STOP_SUBMITTED = "submitted"
 STOP_MAX_STEPS = "max_steps"
@@ -28,6 +29,7 @@ STOP_MODEL_ERROR = "model_error"
 STOP_VALID_OUTPUT = "valid_output"
 STOP_ACTIONS_DONE = "actions_exhausted"
 
+PROBE_SECONDS = 120.0  # a probe's own deadline; its time is given back to the episode's wall budget
 LLM_CALL_CANCELLED = "llm_call_cancelled"  # the event, and the outcome counted, of a call the wall budget cut
 
 
@@ -70,6 +72,10 @@ class EpisodeMetrics:
     context_tokens: list[int] = field(default_factory=list)
     full_history_tokens: list[int] = field(default_factory=list)
     iterations: list[dict[str, Any]] = field(default_factory=list)
+    context_maps: list[dict[str, Any]] = field(default_factory=list)  # one per agent model call (spec: Context maps)
+    probe_tokens: int = 0
+    probe_cost_usd: float = 0.0
+    probe_seconds: float = 0.0
 
     @property
     def compression_ratio(self) -> float | None:
@@ -84,7 +90,8 @@ class EpisodeMetrics:
                 "wall_seconds": round(wall_seconds, 4), "model_seconds": round(self.model_seconds, 4),
                 "sandbox_seconds": round(self.sandbox_seconds, 4), "context_tokens": self.context_tokens,
                 "full_history_tokens": self.full_history_tokens, "compression_ratio": self.compression_ratio,
-                "iterations": self.iterations}
+                "iterations": self.iterations, "context_maps": self.context_maps, "probe_tokens": self.probe_tokens,
+                "probe_cost_usd": round(self.probe_cost_usd, 6), "probe_seconds": round(self.probe_seconds, 4)}
 
 
 def check_output(bundle: Bundle, text: str | None) -> dict[str, Any]:
@@ -127,8 +134,9 @@ class EpisodeContext:
 
     def __init__(self, bundle: Bundle, sandbox: Sandbox, events: EventLog, seed: int,
                  budget: "Budget | None" = None, public_dir: Path | None = None,
-                 tracing: Tracing | None = None):
+                 tracing: Tracing | None = None, probes: "ProbeRunner | None" = None):
         self.bundle = bundle
+        self.probes = probes or ProbeRunner([], enabled=False)
         self.trace = (tracing or NO_TRACING).with_attributes()  # its own copy: it tracks the open step
         self.sandbox = sandbox
         self.events = events
@@ -311,6 +319,41 @@ class EpisodeContext:
             span.finish(response, context_tokens, full_tokens)
         self.record_llm_call(response.usage, seconds, context_tokens, summarizer=summarizer, full_tokens=full_tokens)
         return response
+
+    def ask_probes(self, model: Any, messages: list[Any]) -> None:
+        """Before the agent's next model call: the probes due, asked with the context it will get."""
+        self.probes.ask(self, model, self.metrics.llm_calls + 1, messages)
+
+    def plant_facts(self, content: str) -> str:
+        """An observation answering the agent's latest model call, with the facts due planted first."""
+        return self.probes.plant(self.metrics.llm_calls, content)
+
+    def call_probe(self, model: Any, messages: list[Any], probe_id: str) -> Any:
+        """A probe's side call: outside the episode (no step, no budget, its tokens and cost billed
+        apart, its time given back to the wall budget); a failed call is None, never a crash."""
+        started = time.monotonic()
+        with self.trace.llm(model.name, messages, None, invocation={"probe": probe_id}, probe=True) as span:
+            try:
+                response = model.complete(messages, deadline=started + PROBE_SECONDS)
+                span.finish(response, 0, None)
+            except CtxevalError as exc:  # a cancelled call, or a model error with its retries spent
+                span.cancel(str(exc))
+                self.events.emit("probe_error", probe=probe_id, error=str(exc)[:2000])
+                response = None
+        seconds = time.monotonic() - started
+        self.started += seconds
+        self.metrics.probe_seconds += seconds
+        if response is not None:
+            self.metrics.probe_tokens += response.usage.prompt_tokens + response.usage.completion_tokens
+            self.metrics.probe_cost_usd += response.usage.cost_usd
+        return response
+
+    def record_context_map(self, built: Any) -> None:
+        """The context map of one agent model call (a policy's BuiltContext): which history turns
+        it kept, masked, summarised or dropped, and its size against full history's."""
+        maps = self.metrics.context_maps
+        maps.append({"call": len(maps) + 1, "states": built.turn_states, "tokens": built.tokens,
+                     "full_tokens": built.full_tokens, "compression_ratio": round(built.compression_ratio, 4)})
 
     def record_llm_call(self, usage: Usage, seconds: float, context_tokens: int, summarizer: bool = False,
                         full_tokens: int | None = None) -> None:

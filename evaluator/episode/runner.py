@@ -26,6 +26,8 @@ from .context import (STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, STO
                       EpisodeContext, check_output)
 from .events import EventLog
 from .grading import GradeOutcome, grade_artefacts
+from .probe_recall import probe_recall
+from .probes import ProbeRunner
 
 RESULT_FILE = "result.json"
 EVENTS_FILE = "events.jsonl"
@@ -47,6 +49,7 @@ class EpisodeOptions:
     tracing: Tracing | None = None  # the run's tracing (None: no spans)
     trace_parent: Any = None  # the OpenTelemetry context of the run span (episodes run in worker threads)
     interrupt: Any = None  # an interrupts.Interrupt: once set, the episode ends without a result
+    probes: bool | None = None  # ask the bundle's probes (None: on when the bundle declares any)
 
 
 def _now() -> str:
@@ -211,8 +214,9 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         events.emit("episode_start", episode_id=options.episode_id, bundle=bundle.id, seed=options.seed,
                     agent=agent.describe(), sandbox=sandbox.describe())
         sandbox.reset(bundle.starter_dir)
+        probes = ProbeRunner(bundle.probes, enabled=options.probes is not False)
         state.ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
-                                   public_dir=prepared.public, tracing=tracing)
+                                   public_dir=prepared.public, tracing=tracing, probes=probes)
         _check_interrupt(options)
         _run_agent(agent, state.ctx, state)
         _check_interrupt(options)
@@ -250,6 +254,14 @@ def _best_score(bundle: Bundle, iterations: list[dict[str, Any]], graded: float 
     return graded if best is None else best
 
 
+def _probe_results(ctx: EpisodeContext | None) -> dict[str, Any]:
+    """The probes' records and recall (absent when the episode asked none)."""
+    if ctx is None or not ctx.probes.enabled:
+        return {}
+    records = ctx.probes.finish(ctx.metrics.llm_calls)
+    return {"probes": records, "probe_recall": probe_recall(records)}
+
+
 def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: EpisodeState, sandbox: Sandbox,
             sandbox_events: list[dict[str, Any]], started_at: str, started: float) -> dict[str, Any]:
     grade, ctx = state.grade, state.ctx
@@ -262,7 +274,7 @@ def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: Episod
                    "direction": bundle.target.direction, "bundle_hash": hash_tree(bundle.root),
                    "grader_hash": hash_tree(bundle.grader_dir), "image": options.image,
                    "image_hash": options.image_hash},
-        "agent": agent.describe(), "seed": options.seed,
+        "agent": {**agent.describe(), "probes": ctx.probes.state if ctx else "off"}, "seed": options.seed,
         "sandbox": {"backend": sandbox.backend, "isolated": sandbox.isolated},
         "status": state.status, "stop_reason": state.stop_reason, "error": state.error, "success": success,
         "target_met": target_met, "score": grade.score,
@@ -275,6 +287,7 @@ def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: Episod
                     {"steps": 0, "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
                      "summarizer_tokens": 0, "cost_usd": 0.0, "wall_seconds": wall,
                      "model_seconds": 0.0, "sandbox_seconds": 0.0}),
+        **_probe_results(ctx),
         "artefacts": state.artefacts, "sandbox_events": sandbox_events,
         "started_at": started_at, "finished_at": _now(),
     }

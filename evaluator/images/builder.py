@@ -227,11 +227,11 @@ class ImageBuilder:
         context = self.bundle_context(bundle)
         buildargs = bundle_buildargs(bundle, base.tag)
         digest = bundle_input_hash(bundle, base.input_hash, context, base.tag)
-        tag = bundle_tag(bundle.id, digest)
+        tag = bundle_tag(bundle.base_id, digest)  # a variant (toy@long) shares its base bundle's image
         if self.exists(tag):
             return ImageRef(tag, digest, built=False)
         self._build(context, tag, buildargs, {
-            LABEL_INPUT_HASH: digest, LABEL_KIND: "bundle", LABEL_BUNDLE: bundle.id,
+            LABEL_INPUT_HASH: digest, LABEL_KIND: "bundle", LABEL_BUNDLE: bundle.base_id,
             LABEL_BUNDLE_VERSION: bundle.version, LABEL_BASE: base.tag})
         return ImageRef(tag, digest, built=True)
 

@@ -157,15 +157,15 @@ def plan_changed_since(builder: ImageBuilder, bundles: list[Bundle], ref: str,
                     reason = f"its manifest at {ref} does not load here ({first}): built to be safe"
                 if then is not None:
                     old = bundle_input_hash(then, old_base) if old_base else None
-                    renamed = then.id != bundle.id
+                    renamed = then.base_id != bundle.base_id  # images are per base bundle (not variant)
                     if renamed:
-                        reason = f"its id changed since {ref} ({then.id} -> {bundle.id})"
+                        reason = f"its id changed since {ref} ({then.base_id} -> {bundle.base_id})"
                     elif old == new:
                         reason = f"input hash unchanged since {ref} ({new[:TAG_HEX]})"
                     elif base.build:
                         reason = "the base image changed"
                     else:
                         reason = f"image inputs changed since {ref} ({old[:TAG_HEX]} -> {new[:TAG_HEX]})"
-            decisions.append((bundle, Decision(bundle.id, bundle_tag(bundle.id, new), new, old,
+            decisions.append((bundle, Decision(bundle.id, bundle_tag(bundle.base_id, new), new, old,
                                                build=renamed or old != new, reason=reason)))
     return ChangePlan(ref=ref, commit=commit, base=base, bundles=decisions)

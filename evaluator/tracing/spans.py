@@ -148,7 +148,8 @@ class Tracing:
 
     @contextlib.contextmanager
     def llm(self, model: str, messages: Sequence[Any], tools: Sequence[Any] | None = None,
-            invocation: dict[str, Any] | None = None, summarizer: bool = False) -> Iterator[LlmCall]:
+            invocation: dict[str, Any] | None = None, summarizer: bool = False,
+            probe: bool = False) -> Iterator[LlmCall]:
         provider = model.split(":", 1)[0] if ":" in model else None
         fields = {
             SpanAttributes.LLM_MODEL_NAME: model.split(":", 1)[-1],
@@ -156,7 +157,7 @@ class Tracing:
             SpanAttributes.LLM_INVOCATION_PARAMETERS: json.dumps(invocation or {}, sort_keys=True),
             SpanAttributes.INPUT_VALUE: clip([{"role": m.role, "content": m.content} for m in messages]),
             SpanAttributes.INPUT_MIME_TYPE: "application/json",
-            "ctxeval.model": model, "ctxeval.summarizer": summarizer,
+            "ctxeval.model": model, "ctxeval.summarizer": summarizer, "ctxeval.probe": probe,
             **message_attributes(SpanAttributes.LLM_INPUT_MESSAGES, messages),
         }
         for i, tool in enumerate(tools or []):

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data stage of the toy bundle: write a small seeded synthetic binary classification task.
 
-Usage: python data/prepare.py --out DIR [--seed 0]
+Usage: python data/prepare.py --out DIR [--seed 0] [--long]
 
 Writes DIR/public/train.csv (id, f0..f13, target), DIR/public/test.csv (id, f0..f13)
 and DIR/private/test_labels.csv (id, target). Prints nothing unless it fails.
@@ -9,6 +9,9 @@ and DIR/private/test_labels.csv (id, target). Prints nothing unless it fails.
 The label mixes one linear signal with non-monotone (U-shaped) and interaction
 effects, plus pure-noise columns, so a linear model plateaus around 0.73-0.75
 accuracy while tree ensembles reach about 0.88-0.92.
+
+--long writes the data of the `toy@long` variant instead (prepare_long.py): 32 features
+f0..f31, of which f23 leaks the label in train.csv and is noise in test.csv.
 """
 
 from __future__ import annotations
@@ -90,9 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--long", action="store_true", help="the toy@long variant's data (32 features, a leak)")
     args = parser.parse_args(argv)
     try:
-        prepare(args.out, args.seed)
+        if args.long:
+            from prepare_long import prepare_long
+            prepare_long(args.out, args.seed)
+        else:
+            prepare(args.out, args.seed)
     except Exception as exc:  # noqa: BLE001 - report any failure as one clear line
         print(f"prepare.py: error: could not write the toy data to {args.out}: {exc}", file=sys.stderr)
         return 1

@@ -28,7 +28,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
 )
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -39,6 +39,8 @@ SEED = 0
 CV_FOLDS = 5
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
+DROP_KEY = "drop_features"  # config key: feature columns left out (not a model parameter)
+OBSERVATION_ENV = "TOY_OBSERVATION"  # "full": the tool's result gains the experiment log `report`
 
 
 class ConfigError(ValueError):
@@ -136,7 +138,7 @@ def validate_config(config: Any) -> dict[str, Any]:
     if model not in MODELS:
         raise ConfigError(f"config.model must be one of {', '.join(MODELS)}, got {json.dumps(model)}")
     params = MODELS[model]
-    unknown = sorted(set(config) - set(params) - {"model"})
+    unknown = sorted(set(config) - set(params) - {"model", DROP_KEY})
     if unknown:
         raise ConfigError(
             f"{model}: unknown parameter(s) {', '.join(unknown)}; "
@@ -145,12 +147,31 @@ def validate_config(config: Any) -> dict[str, Any]:
     resolved: dict[str, Any] = {"model": model}
     for name, spec in params.items():
         resolved[name] = spec.check(model, name, config[name]) if name in config else spec.default
+    if DROP_KEY in config:  # only when given: a config without it resolves exactly as before
+        resolved[DROP_KEY] = check_drop_features(config[DROP_KEY])
     return resolved
+
+
+def check_drop_features(value: Any, columns: list[str] | None = None) -> list[str]:
+    """An array of unique feature names (checked against `columns` when given); returned as given."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config.{DROP_KEY} must be an array of feature names, got {json.dumps(value)}")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"config.{DROP_KEY} names {', '.join(repeated)} more than once")
+    if columns is not None:
+        unknown = [v for v in value if v not in columns]
+        if unknown:
+            raise ConfigError(f"config.{DROP_KEY}: unknown feature column(s) {', '.join(unknown)}; "
+                              f"the columns are {columns[0]}..{columns[-1]}")
+        if len(value) >= len(columns):
+            raise ConfigError(f"config.{DROP_KEY} leaves no feature to train on")
+    return list(value)
 
 
 def make_model(config: dict[str, Any]) -> ClassifierMixin:
     """Build the (unfitted) estimator for a validated config; single-threaded and seeded."""
-    p = {k: v for k, v in config.items() if k != "model"}
+    p = {k: v for k, v in config.items() if k not in ("model", DROP_KEY)}
     model = config["model"]
     if model == "logistic_regression":
         return make_pipeline(StandardScaler(), LogisticRegression(**p))
@@ -189,13 +210,28 @@ def train_and_evaluate(config: Any, data_dir: Path, workspace: Path) -> dict[str
     """Validate `config`, score it by seeded 5-fold CV accuracy on train, fit on all of train,
     and write predictions.csv and metrics.json into `workspace`. Returns the tool's result."""
     resolved = validate_config(config)
-    train, test, features = load_data(data_dir)
+    train, test, columns = load_data(data_dir)
+    dropped = check_drop_features(resolved.get(DROP_KEY, []), columns)
+    features = [c for c in columns if c not in dropped]
     x, y = train[features].to_numpy(), train["target"].to_numpy()
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED)
-    with threadpool_limits(limits=1):
-        scores = cross_val_score(make_model(resolved), x, y, cv=folds, scoring="accuracy", n_jobs=1)
-        model = make_model(resolved).fit(x, y)
-        labels = model.predict(test[features].to_numpy()).astype(int)
+    full = os.environ.get(OBSERVATION_ENV) == "full"
+    if full:
+        import toyreport  # the experiment log: only when asked for (the base tool stays as it was)
+        log = toyreport.ExperimentLog(resolved, columns, dropped)
+        with log.capturing():
+            cv = log.cross_validate(make_model(resolved), x, y, folds)
+            model = log.final_fit(make_model(resolved), x, y)
+            labels = log.predict(model, test[features].to_numpy())
+            log.learning_curve(lambda: make_model(resolved), x, y)
+            log.importances(model, x, y, features)
+        scores = cv["test_score"]
+    else:
+        with threadpool_limits(limits=1):
+            cv = cross_validate(make_model(resolved), x, y, cv=folds, scoring="accuracy", n_jobs=1)
+            scores = cv["test_score"]
+            model = make_model(resolved).fit(x, y)
+            labels = model.predict(test[features].to_numpy()).astype(int)
     predictions = pd.DataFrame({"id": test["id"], "target": labels})
     cv_accuracy = round(float(np.mean(scores)), 6)
     metrics = {
@@ -210,12 +246,15 @@ def train_and_evaluate(config: Any, data_dir: Path, workspace: Path) -> dict[str
     }
     write_atomic(workspace / PREDICTIONS_FILE, predictions.to_csv(index=False))
     write_atomic(workspace / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    return {
+    result = {
         "cv_accuracy": cv_accuracy,
         "cv_std": metrics["cv_std"],
         "config": resolved,
         "wrote": [METRICS_FILE, PREDICTIONS_FILE],
     }
+    if full:
+        result["report"] = log.render(cv_accuracy, metrics["cv_std"], len(train), len(test))
+    return result
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -1,0 +1,112 @@
+"""The worked study: every context policy on a long-horizon bundle, offline, many seeds. Prints JSON.
+
+    .venv/bin/python benchmarks/context_study.py [--bundle bundles/toy@long] [--policy P ...]
+        [--seeds 10] [--max-parallel 2] [--run-id ID] [--runs-dir DIR] [--out FILE]
+
+Runs the matrix `ctxeval run BUNDLE --policy P... --seeds N --max-parallel K` would run (controller
+mode, scripted:hill_climb, probes on) through the same path (`matrix_jobs` then `execute_jobs`),
+resumable: the same --run-id picks up finished episodes. Then reads the run back as `ctxeval
+compare` does and reports, per policy: the tokens sent as a ratio to full history's, probe recall
+overall, of the decisive fact and by distance bucket, the success rate with its Wilson interval,
+the mean grade; and every paired comparison against full history (score: sign-flip test; success:
+McNemar; probe recall: sign-flip; Holm-adjusted across the family). The run folder also feeds
+`ctxeval report` (context maps, retention curves, cost-success frontier).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import _bench
+from _bench import Interference
+
+from evaluator.analysis.compare import compare_runs
+from evaluator.analysis.loading import load_run
+from evaluator.bundles import load_bundle
+from evaluator.images import ImageBuilder
+from evaluator.matrix import RunMatrix
+from evaluator.runs import RunSettings, execute_jobs, matrix_jobs, run_record
+
+PRESETS = ["long_context", "masked", "short_context", "state_tracked", "summarized", "windowed"]
+POLICIES = ["full_history", "observation_masking", "llm_summary", "structured_state", "retrieval"]
+REFERENCE = "full_history"
+MODEL = "scripted:hill_climb"
+
+
+def run_study(bundle_path: str, policies: list[str], seeds: int, parallel: int, run_id: str,
+              runs_dir: Path | None) -> Path:
+    bundle = load_bundle(bundle_path)
+    image = ImageBuilder().bundle_image(bundle)
+    matrix = RunMatrix.from_options([bundle_path], policies=policies, modes=["controller"], models=[MODEL],
+                                    seeds=list(range(seeds)))
+    settings = RunSettings(backend="docker", run_id=run_id, root=runs_dir, max_parallel=parallel, probes=True)
+    images = {bundle_path: (image.tag, image.input_hash)}
+    jobs = matrix_jobs(matrix, {bundle_path: bundle}, images)
+    record = run_record(settings, matrix=matrix.as_record(),
+                        images={bundle.id: {"image": image.tag, "image_hash": image.input_hash}},
+                        bundles={bundle.id: {"version": bundle.version, "path": str(bundle.root)}})
+    execute_jobs(settings, record, jobs)
+    return settings.run_dir
+
+
+def policy_rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    arms = {arm["arm"]["policy"]: arm for arm in document["arms"]}
+    reference_tokens = (arms.get(REFERENCE) or {}).get("total_tokens", {}).get("estimate")
+    rows = {}
+    for policy, arm in sorted(arms.items()):
+        tokens = arm["total_tokens"]["estimate"]
+        recall = arm.get("probe_recall") or {}
+        rows[policy] = {
+            "episodes": arm["n"], "successes": arm["successes"], "success_rate": arm["success_rate"],
+            "mean_score": arm["score"], "mean_total_tokens": tokens,
+            "tokens_vs_full_history": _bench.ratio(tokens, reference_tokens, 3) if reference_tokens else None,
+            "probe_recall": recall.get("overall"), "decisive_recall": recall.get("decisive"),
+            "recall_by_distance": recall.get("by_distance"), "stop_reasons": arm["stop_reasons"],
+        }
+    return rows
+
+
+def against_reference(document: dict[str, Any]) -> list[dict[str, Any]]:
+    picked = []
+    for c in document["comparisons"]:
+        if REFERENCE not in (c["policy_a"], c["policy_b"]):
+            continue
+        other = c["policy_b"] if c["policy_a"] == REFERENCE else c["policy_a"]
+        picked.append({"policy": other, "policy_a": c["policy_a"], "policy_b": c["policy_b"], "pairs": c["pairs"],
+                       "successes_a": c["successes_a"], "successes_b": c["successes_b"],
+                       "success_p_adjusted": c["success_p_adjusted"], "score_difference": c["score_difference"],
+                       "score_p_adjusted": c["score_p_adjusted"], "probe_recall": c.get("probe_recall")})
+    return picked
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", default="bundles/toy@long")
+    parser.add_argument("--policy", action="append", help="repeat; default: every preset and 5 policies")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--max-parallel", type=int, default=2)
+    parser.add_argument("--run-id", default="context-study")
+    parser.add_argument("--runs-dir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    policies = args.policy or [*POLICIES, *PRESETS]
+    with Interference() as watch:
+        started = time.monotonic()
+        run_dir = run_study(args.bundle, policies, args.seeds, args.max_parallel, args.run_id, args.runs_dir)
+        seconds = time.monotonic() - started
+    document = compare_runs([load_run(run_dir)])
+    _bench.emit({
+        "benchmark": "context_study", "bundle": args.bundle, "mode": "controller", "model": MODEL,
+        "seeds": args.seeds, "max_parallel": args.max_parallel, "run_dir": str(run_dir),
+        "command": f"ctxeval run {args.bundle} " + " ".join(f"--policy {p}" for p in policies)
+                   + f" --seeds {args.seeds} --max-parallel {args.max_parallel}",
+        "wall_seconds": round(seconds, 1), "alpha": document["alpha"], "correction": document["correction"],
+        "policies": policy_rows(document), "against_full_history": against_reference(document),
+        "machine": _bench.machine(), "code": _bench.code(), "interference": watch.record(),
+    }, args.out)
+
+
+if __name__ == "__main__":
+    main()
