@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data stage of the nomad bundle: MLE-bench's split of Kaggle's NOMAD 2018 train.csv.
 
-Usage: python data/prepare.py --raw RAW_DIR --out OUT_DIR [--no-verify]
+Usage: python data/prepare.py --raw RAW_DIR --out OUT_DIR [--no-verify] [--long]
 
 RAW_DIR holds Kaggle's raw `train.csv` of "Nomad2018 Predicting Transparent Conductors"
 (2400 rows; test.csv and sample_submission.csv may be there too, they are not used: the
@@ -18,6 +18,10 @@ competition's test labels were never published). Exactly as MLE-bench's
 The four files must have MLE-bench's MD5s (checked unless --no-verify). OUT/public/context.json
 describes the public data for the agent (public facts only). Kaggle's per-material geometry
 files (train/{id}/geometry.xyz) are not part of this bundle. Prints nothing unless it fails.
+
+--long writes the data of the `nomad@long` variant (prepare_long.py): the same split, checked
+the same way, then one more column in the public train.csv and test.csv
+(`lab_bandgap_estimate`: the band gap plus noise in train, unrelated noise in test).
 """
 
 from __future__ import annotations
@@ -137,12 +141,15 @@ def describe(series: pd.Series) -> dict[str, float]:
             "max": round(float(series.max()), 4)}
 
 
-def context(train: pd.DataFrame, test: pd.DataFrame) -> dict:
+def context(train: pd.DataFrame, test: pd.DataFrame, extra: dict[str, str] | None = None) -> dict:
     """The dataset context the agent may read (and `clarify` answers from): public facts only,
-    computed from the public train and the label-free public test."""
-    columns = {name: {"meaning": COLUMN_MEANINGS[name], "in_test": name not in TARGETS}
-               for name in RAW_COLUMNS}
-    numeric = [name for name in FEATURES if name != "spacegroup"]  # spacegroup: see spacegroup_counts
+    computed from the public train and the label-free public test. `extra`: the meanings of
+    further feature columns (the long variant's), placed after the 11 raw features."""
+    extra = extra or {}
+    names = (ID, *FEATURES, *extra, *TARGETS)
+    meanings = {**COLUMN_MEANINGS, **extra}
+    columns = {name: {"meaning": meanings[name], "in_test": name not in TARGETS} for name in names}
+    numeric = [name for name in (*FEATURES, *extra) if name != "spacegroup"]  # spacegroup: see spacegroup_counts
     for name in (*numeric, *TARGETS):
         columns[name]["train"] = describe(train[name])
     for name in numeric:
@@ -152,8 +159,8 @@ def context(train: pd.DataFrame, test: pd.DataFrame) -> dict:
                 "for (AlxGayInz)2O3 transparent-conducting-oxide candidates (Kaggle 'Nomad2018 Predicting "
                 "Transparent Conductors', split as in MLE-bench)",
         "files": {
-            "train.csv": "public training rows: id, 11 features, 2 targets",
-            "test.csv": "rows to predict: id and the 11 features (no targets)",
+            "train.csv": f"public training rows: id, {len(FEATURES) + len(extra)} features, 2 targets",
+            "test.csv": f"rows to predict: id and the {len(FEATURES) + len(extra)} features (no targets)",
             "sample_submission.csv": "the submission format: id,formation_energy_ev_natom,bandgap_energy_ev "
                                      "(constant predictions 0.1779 and 1.8892)",
         },
@@ -189,7 +196,7 @@ def make_dir(path: Path) -> None:
     os.chmod(path, 0o755)
 
 
-def prepare(raw: Path, out: Path, check: bool = True) -> None:
+def prepare(raw: Path, out: Path, check: bool = True, long: bool = False) -> None:
     new_train, new_test = split(read_raw_train(raw))
     public, private = out / "public", out / "private"
     for d in (out, public, private):
@@ -205,6 +212,13 @@ def prepare(raw: Path, out: Path, check: bool = True) -> None:
             os.chmod(file, 0o644)
     if check:
         verify(out)
+    if long:  # the base files are checked first; then the variant's column is added
+        from prepare_long import LEAK_COLUMN, LEAK_MEANING, add_leak
+        long_train, long_test = add_leak(out, FEATURES[-1])
+        text = json.dumps(context(long_train, long_test, {LEAK_COLUMN: LEAK_MEANING}), indent=2) + "\n"
+        (public / "context.json").write_text(text)
+        for file in public.iterdir():
+            os.chmod(file, 0o644)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", required=True, type=Path, help="folder holding Kaggle's raw train.csv")
     parser.add_argument("--out", required=True, type=Path, help="output folder (public/ and private/ are created)")
     parser.add_argument("--no-verify", action="store_true", help="do not check MLE-bench's MD5s")
+    parser.add_argument("--long", action="store_true", help="the nomad@long variant's data (one leak column more)")
     args = parser.parse_args(argv)
     try:
-        prepare(args.raw, args.out, check=not args.no_verify)
+        prepare(args.raw, args.out, check=not args.no_verify, long=args.long)
     except PrepareError as exc:
         print(f"prepare.py: error: {exc}", file=sys.stderr)
         return 1

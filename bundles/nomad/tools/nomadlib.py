@@ -10,6 +10,11 @@ bandgap_energy_ev), the same hyper-parameters for both, seeded, single-threaded,
 stopping. Optionally fitted on log1p(target) (`log_target`) and inverted with expm1. Predictions
 are clipped at 0 (RMSLE needs non-negative values). CV: 5 folds, shuffled with a fixed seed,
 on the public train.csv only; the score is RMSLE per target, averaged over the two targets.
+
+`config.drop_features` (optional) names model input columns (as make_features returns them) left
+out of training and prediction. Feature columns of train.csv beyond the 11 raw ones (the
+`nomad@long` variant's data has one) are passed to make_features too. With NOMAD_OBSERVATION=full
+the result of train_and_evaluate gains `report`, the experiment log (nomadreport.py).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -28,6 +34,7 @@ import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -50,6 +57,8 @@ FEATURES_FILE = "features.py"
 METRICS_FILE = "metrics.json"
 SUBMISSION_FILE = "submission.csv"
 MAX_FEATURES = 500  # far above any sensible feature set; keeps a call inside its time budget
+DROP_KEY = "drop_features"  # config key: model input columns left out (not a hyper-parameter)
+OBSERVATION_ENV = "NOMAD_OBSERVATION"  # "full": train_and_evaluate's result gains the experiment log
 
 
 class ConfigError(ValueError):
@@ -113,16 +122,37 @@ def validate_config(config: Any) -> dict[str, Any]:
     """Check a config and return it with every hyper-parameter filled in (defaults for the missing)."""
     if not isinstance(config, dict):
         raise ConfigError(f"config must be a JSON object, got {json.dumps(config)}")
-    unknown = sorted(set(config) - set(PARAMS))
+    unknown = sorted(set(config) - set(PARAMS) - {DROP_KEY})
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; allowed: {', '.join(PARAMS)}")
-    return {name: spec.check(name, config[name]) if name in config else spec.default
-            for name, spec in PARAMS.items()}
+    resolved = {name: spec.check(name, config[name]) if name in config else spec.default
+                for name, spec in PARAMS.items()}
+    if DROP_KEY in config:  # only when given: a config without it resolves exactly as before
+        resolved[DROP_KEY] = check_drop_features(config[DROP_KEY])
+    return resolved
+
+
+def check_drop_features(value: Any, columns: list[str] | None = None) -> list[str]:
+    """An array of unique column names (checked against the model's input `columns` when given)."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"config.{DROP_KEY} must be an array of feature column names, got {json.dumps(value)}")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise ConfigError(f"config.{DROP_KEY} names {', '.join(repeated)} more than once")
+    if columns is not None:
+        unknown = [v for v in value if v not in columns]
+        if unknown:
+            shown = ", ".join(columns[:40]) + (f", ... ({len(columns)} in all)" if len(columns) > 40 else "")
+            raise ConfigError(f"config.{DROP_KEY}: unknown feature column(s) {', '.join(unknown)}; the model's "
+                              f"input columns (as features.py returns them) are: {shown}")
+        if len(value) >= len(columns):
+            raise ConfigError(f"config.{DROP_KEY} leaves no feature to train on")
+    return list(value)
 
 
 def make_model(config: dict[str, Any]) -> HistGradientBoostingRegressor:
     """The unfitted regressor of a validated config (one per target)."""
-    params = {k: v for k, v in config.items() if k != "log_target"}
+    params = {k: v for k, v in config.items() if k not in ("log_target", DROP_KEY)}
     return HistGradientBoostingRegressor(random_state=SEED, early_stopping=False, **params)
 
 
@@ -133,12 +163,18 @@ def env_path(name: str) -> Path:
     return Path(value)
 
 
+def input_columns(train: pd.DataFrame) -> list[str]:
+    """The feature columns of train.csv make_features gets: every column but id and the targets
+    (the 11 raw ones, plus any further column the data has, in file order)."""
+    return [c for c in train.columns if c != ID and c not in TARGETS]
+
+
 def load_data(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read the public train.csv and test.csv and check their columns."""
     train = pd.read_csv(data_dir / "train.csv")
     test = pd.read_csv(data_dir / "test.csv")
     for name, frame, wanted in (("train.csv", train, (ID, *RAW_FEATURES, *TARGETS)),
-                                ("test.csv", test, (ID, *RAW_FEATURES))):
+                                ("test.csv", test, (ID, *RAW_FEATURES, *input_columns(train)))):
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise RuntimeError(f"unexpected data layout: {data_dir / name} lacks columns {missing}")
@@ -175,10 +211,10 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def build_features(make_features: Callable[[pd.DataFrame], pd.DataFrame], raw: pd.DataFrame,
-                   label: str) -> pd.DataFrame:
-    """Call make_features on the raw feature columns of one file; check and return a float frame."""
+                   label: str, columns: list[str]) -> pd.DataFrame:
+    """Call make_features on the feature `columns` of one file; check and return a float frame."""
     try:
-        frame = make_features(raw[list(RAW_FEATURES)].copy())
+        frame = make_features(raw[columns].copy())
     except Exception as exc:  # noqa: BLE001 - the agent's code: report its error clearly
         raise FeatureError(f"make_features failed on {label}:\n{_user_traceback(exc)}") from None
     where = f"make_features({label})"
@@ -211,8 +247,9 @@ def build_features(make_features: Callable[[pd.DataFrame], pd.DataFrame], raw: p
 
 def features_for(workspace: Path, train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     make_features = load_make_features(workspace)
-    x_train = build_features(make_features, train, "train")
-    x_test = build_features(make_features, test, "test")
+    columns = input_columns(train)
+    x_train = build_features(make_features, train, "train", columns)
+    x_test = build_features(make_features, test, "test", columns)
     if list(x_train.columns) != list(x_test.columns):
         raise FeatureError("make_features returned different columns for train and test: "
                            f"{list(x_train.columns)[:20]} vs {list(x_test.columns)[:20]}")
@@ -223,23 +260,37 @@ def rmsle(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.log1p(y_pred) - np.log1p(y_true)) ** 2)))
 
 
-def fit_predict(config: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray, x_new: np.ndarray) -> np.ndarray:
-    """Fit one target's model and predict new rows (non-negative)."""
-    target = np.log1p(y_fit) if config["log_target"] else y_fit
-    predicted = make_model(config).fit(x_fit, target).predict(x_new)
+def fit_model(config: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray) -> HistGradientBoostingRegressor:
+    """One target's fitted model (on log1p(target) with log_target)."""
+    return make_model(config).fit(x_fit, np.log1p(y_fit) if config["log_target"] else y_fit)
+
+
+def predict_with(config: dict[str, Any], model: HistGradientBoostingRegressor, x_new: np.ndarray) -> np.ndarray:
+    """A fitted model's predictions on the target's scale (non-negative)."""
+    predicted = model.predict(x_new)
     if config["log_target"]:
         predicted = np.expm1(predicted)
     return np.clip(predicted, 0.0, None)
 
 
-def cross_validate(config: dict[str, Any], x: np.ndarray, targets: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Seeded K-fold CV: RMSLE per target and fold; returns means, the fold spread and bandgap MAE."""
+def fit_predict(config: dict[str, Any], x_fit: np.ndarray, y_fit: np.ndarray, x_new: np.ndarray) -> np.ndarray:
+    """Fit one target's model and predict new rows (non-negative)."""
+    return predict_with(config, fit_model(config, x_fit, y_fit), x_new)
+
+
+def cross_validate(config: dict[str, Any], x: np.ndarray, targets: dict[str, np.ndarray],
+                   log: Any = None) -> dict[str, Any]:
+    """Seeded K-fold CV: RMSLE per target and fold; returns means, the fold spread and bandgap MAE.
+    `log` (an ExperimentLog) fits and times each model itself and records the fold."""
     folds = list(KFold(n_splits=CV_FOLDS, shuffle=True, random_state=SEED).split(x))
     per_fold = {t: [] for t in TARGETS}
     bandgap_mae = []
-    for fit_rows, held_rows in folds:
+    for fold, (fit_rows, held_rows) in enumerate(folds):
         for name, y in targets.items():
-            predicted = fit_predict(config, x[fit_rows], y[fit_rows], x[held_rows])
+            if log is None:
+                predicted = fit_predict(config, x[fit_rows], y[fit_rows], x[held_rows])
+            else:
+                predicted = log.fold(fold, name, x, y, fit_rows, held_rows)
             per_fold[name].append(rmsle(y[held_rows], predicted))
             if name == "bandgap_energy_ev":
                 bandgap_mae.append(float(np.mean(np.abs(predicted - y[held_rows]))))
@@ -257,12 +308,18 @@ def run(config: Any, data_dir: Path, workspace: Path, evaluate: bool, writer: st
     submission.csv and metrics.json into `workspace`. Returns the tool's result."""
     resolved = validate_config(config)
     train, test = load_data(data_dir)
-    x_train, x_test = features_for(workspace, train, test)
-    x, x_new = x_train.to_numpy(), x_test.to_numpy()
-    targets = {t: train[t].to_numpy(dtype=np.float64) for t in TARGETS}
-    with threadpool_limits(limits=1):
-        scores = cross_validate(resolved, x, targets) if evaluate else None
-        predictions = {t: fit_predict(resolved, x, y, x_new) for t, y in targets.items()}
+    log = None
+    if evaluate and os.environ.get(OBSERVATION_ENV) == "full":  # the base tool stays exactly as it was
+        log = report_module().ExperimentLog(_library(), resolved, train, test)
+    with log.capturing() if log is not None else contextlib.nullcontext():  # features.py's warnings too
+        x_train, x_test = features_for(workspace, train, test)
+        dropped = check_drop_features(resolved.get(DROP_KEY, []), [str(c) for c in x_train.columns])
+        if dropped:
+            x_train, x_test = x_train.drop(columns=dropped), x_test.drop(columns=dropped)
+        if log is not None:
+            log.inputs(list(x_train.columns), dropped)
+        targets = {t: train[t].to_numpy(dtype=np.float64) for t in TARGETS}
+        scores, predictions = fit_all(resolved, x_train.to_numpy(), x_test.to_numpy(), targets, evaluate, log)
     submission = pd.DataFrame({ID: test[ID].to_numpy(), **predictions})
     cv = scores or {"cv_mean_rmsle": None, "cv_rmsle": None, "cv_std": None, "cv_bandgap_mae": None}
     metrics = {
@@ -281,7 +338,37 @@ def run(config: Any, data_dir: Path, workspace: Path, evaluate: bool, writer: st
     write_atomic(workspace / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     result = {**cv} if evaluate else {}
     result.update(config=resolved, n_features=metrics["n_features"], wrote=[SUBMISSION_FILE, METRICS_FILE])
+    if log is not None:
+        result["report"] = log.render(scores)
     return result
+
+
+def fit_all(config: dict[str, Any], x: np.ndarray, x_new: np.ndarray, targets: dict[str, np.ndarray],
+            evaluate: bool, log: Any = None) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """(CV scores or None, test predictions per target); with `log`, the same fits, measured."""
+    with threadpool_limits(limits=1):
+        if log is None:
+            scores = cross_validate(config, x, targets) if evaluate else None
+            return scores, {t: fit_predict(config, x, y, x_new) for t, y in targets.items()}
+        scores = cross_validate(config, x, targets, log)
+        predictions = {t: log.final_fit(t, x, y, x_new) for t, y in targets.items()}
+        log.learning_curve(x, targets)
+        return scores, predictions
+
+
+def _library() -> SimpleNamespace:
+    """What the experiment log trains and scores with: this module's own functions and constants."""
+    return SimpleNamespace(fit_model=fit_model, predict_with=predict_with, rmsle=rmsle, make_model=make_model,
+                           CV_FOLDS=CV_FOLDS, SEED=SEED, ID=ID, TARGETS=TARGETS)
+
+
+def report_module() -> ModuleType:
+    """nomadreport (next to this file), imported only when a report is asked for."""
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.append(here)
+    import nomadreport
+    return nomadreport
 
 
 def train_and_evaluate(config: Any, data_dir: Path, workspace: Path) -> dict[str, Any]:
