@@ -119,7 +119,7 @@ def test_an_unknown_variant_lists_the_known_ones(toy_copy):
     assert list(found) == ["$.variants"]
     assert str((toy_copy / "bundle.yaml").resolve()) in found["$.variants"]
     assert "unknown variant 'lon'" in found["$.variants"] and "known: long" in found["$.variants"]
-    assert "declares no variants" in failure(BUNDLES_DIR / "nomad@long")["$.variants"]
+    assert "declares no variants" in failure(BUNDLES_DIR / "experiment_profiler@long")["$.variants"]
 
 
 def test_a_malformed_variant_is_reported_at_its_path(toy_copy):
