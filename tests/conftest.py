@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Callable
 
 import pytest
 
@@ -27,6 +28,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "docker" in item.keywords:
             item.add_marker(skip)
+
+
+def edited_toy(folder: Path, edit: Callable[[dict[str, Any]], None]):
+    """A copy of the toy bundle in `folder` whose manifest `edit` changed in place, loaded."""
+    import shutil
+
+    import yaml
+    copy = folder / "toy"
+    shutil.copytree(BUNDLES_DIR / "toy", copy)
+    manifest = copy / "bundle.yaml"
+    raw = yaml.safe_load(manifest.read_text())
+    edit(raw)
+    manifest.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return load_bundle(copy)
+
+
+def unreachable(raw: dict[str, Any]) -> None:
+    """A target nobody reaches, so episodes run to their step budget."""
+    raw["target"]["success"]["min_relative_improvement"] = 0.5
 
 
 @pytest.fixture(scope="session")

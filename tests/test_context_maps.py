@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 import yaml
@@ -16,14 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evaluator.agents import create_agent
-from evaluator.bundles import load_bundle
 from evaluator.episode.context import Budget
 from evaluator.jsonschemas import project_schema, violations
-from evaluator.paths import BUNDLES_DIR
 from evaluator.runs import RunPlan, execute
 from policies import POLICIES, PolicyInput, create_policy, synthetic
 from policies.base import (KIND_ACTION, KIND_OBSERVATION, KIND_STATE, KIND_SUMMARY, Message, ToolCall, count_tokens,
                            group_turns, messages_tokens)
+from conftest import edited_toy, unreachable
 from test_compare import TEMPLATE
 
 ALL = sorted(POLICIES)
@@ -191,13 +189,7 @@ def window_file(tmp_path, k_turns: int) -> str:
 @pytest.fixture(scope="module")
 def unreachable_toy(tmp_path_factory):
     """The toy bundle with a target nobody reaches, so episodes run to their step budget."""
-    copy = tmp_path_factory.mktemp("hard") / "toy"
-    shutil.copytree(BUNDLES_DIR / "toy", copy)
-    manifest = copy / "bundle.yaml"
-    raw = yaml.safe_load(manifest.read_text())
-    raw["target"]["success"]["min_relative_improvement"] = 0.5
-    manifest.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_bundle(copy)
+    return edited_toy(tmp_path_factory.mktemp("hard"), unreachable)
 
 
 @pytest.mark.parametrize("mode", ["controller", "agentic"])

@@ -2,7 +2,6 @@
 the policy implies: full history's context grows, a sliding window's stays flat."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 import subprocess
 import sys
@@ -11,11 +10,11 @@ import pytest
 import yaml
 
 from evaluator.agents import create_agent
-from evaluator.bundles import load_bundle
-from evaluator.paths import BUNDLES_DIR, PROJECT_ROOT
+from evaluator.paths import PROJECT_ROOT
 from evaluator.runs import RunPlan, execute
 from evaluator.episode.context import Budget
 from policies import POLICIES, list_presets
+from conftest import edited_toy, unreachable
 
 pytestmark = pytest.mark.docker
 
@@ -38,13 +37,7 @@ def test_every_policy_runs_in_both_modes(tmp_path, toy_bundle, toy_image, policy
 @pytest.fixture(scope="module")
 def unreachable_toy(tmp_path_factory, docker_client):
     """The toy bundle with a target nobody reaches, so episodes run to their step budget."""
-    copy = tmp_path_factory.mktemp("hard") / "toy"
-    shutil.copytree(BUNDLES_DIR / "toy", copy)
-    manifest = copy / "bundle.yaml"
-    raw = yaml.safe_load(manifest.read_text())
-    raw["target"]["success"]["min_relative_improvement"] = 0.5
-    manifest.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_bundle(copy)
+    return edited_toy(tmp_path_factory.mktemp("hard"), unreachable)
 
 
 def curve(tmp_path, bundle, image, mode, policy, steps=10):

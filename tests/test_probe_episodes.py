@@ -3,11 +3,9 @@ is sent or billed, each policy's recall follows from what it keeps, and forgetti
 fact costs the grade."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from evaluator.agents import create_agent
 from evaluator.bundles import load_bundle
@@ -16,6 +14,7 @@ from evaluator.images import ImageBuilder
 from evaluator.jsonschemas import validate
 from evaluator.paths import BUNDLES_DIR
 from evaluator.runs import RunPlan, execute
+from conftest import edited_toy, unreachable
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -78,15 +77,11 @@ PROBES = [  # on the base toy bundle, whose tool prints no timings: two runs are
 @pytest.fixture(scope="module")
 def probed_toy(tmp_path_factory):
     """The toy bundle with probes and a target nobody reaches, so episodes run to their budget."""
-    copy = tmp_path_factory.mktemp("probed") / "toy"
-    shutil.copytree(BUNDLES_DIR / "toy", copy)
-    manifest = copy / "bundle.yaml"
-    raw = yaml.safe_load(manifest.read_text())
-    raw.pop("variants", None)
-    raw["target"]["success"]["min_relative_improvement"] = 0.5
-    raw["probes"] = PROBES
-    manifest.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return load_bundle(copy)
+    def edit(raw):
+        unreachable(raw)
+        raw.pop("variants", None)
+        raw["probes"] = PROBES
+    return edited_toy(tmp_path_factory.mktemp("probed"), edit)
 
 
 def test_probing_changes_nothing_the_agent_is_sent_or_billed(tmp_path, probed_toy, toy_image):
