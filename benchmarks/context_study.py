@@ -9,7 +9,10 @@ resumable: the same --run-id picks up finished episodes. Then reads the run back
 compare` does and reports, per policy: the tokens sent as a ratio to full history's, probe recall
 overall, of the decisive fact and by distance bucket, the success rate with its Wilson interval,
 the mean grade; and every paired comparison against full history (score: sign-flip test; success:
-McNemar; probe recall: sign-flip; Holm-adjusted across the family). The run folder also feeds
+McNemar; probe recall: sign-flip; Holm-adjusted within this many-to-one family), and the issue's
+acceptance check: `ctxeval compare --policy full_history --policy windowed --policy
+structured_state` (full history beats the 6-turn window; structured state does not differ from
+full history; Holm across those three pairs). The run folder also feeds
 `ctxeval report` (context maps, retention curves, cost-success frontier).
 """
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import _bench
 from _bench import Interference
 
+from evaluator.analysis import stats
 from evaluator.analysis.compare import compare_runs
 from evaluator.analysis.loading import load_run
 from evaluator.bundles import load_bundle
@@ -32,6 +36,8 @@ from evaluator.runs import RunSettings, execute_jobs, matrix_jobs, run_record
 PRESETS = ["long_context", "masked", "short_context", "state_tracked", "summarized", "windowed"]
 POLICIES = ["full_history", "observation_masking", "llm_summary", "structured_state", "retrieval"]
 REFERENCE = "full_history"
+WINDOW = "windowed"  # the last 6 turns: drops the leak fact planted at call 2
+KEEPER = "structured_state"  # keeps stated facts and constraints as notes
 MODEL = "scripted:hill_climb"
 
 
@@ -69,16 +75,43 @@ def policy_rows(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def against_reference(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every policy against full history, Holm-adjusted within this family (one comparison per other
+    policy: a many-to-one design), from the raw p-values of the all-pairs document."""
     picked = []
     for c in document["comparisons"]:
         if REFERENCE not in (c["policy_a"], c["policy_b"]):
             continue
         other = c["policy_b"] if c["policy_a"] == REFERENCE else c["policy_a"]
+        recall = c.get("probe_recall") or {}
         picked.append({"policy": other, "policy_a": c["policy_a"], "policy_b": c["policy_b"], "pairs": c["pairs"],
-                       "successes_a": c["successes_a"], "successes_b": c["successes_b"],
-                       "success_p_adjusted": c["success_p_adjusted"], "score_difference": c["score_difference"],
-                       "score_p_adjusted": c["score_p_adjusted"], "probe_recall": c.get("probe_recall")})
+                       "successes_a": c["successes_a"], "successes_b": c["successes_b"], "success_p": c["success_p"],
+                       "score_difference": c["score_difference"], "score_p": c["score_p"],
+                       "probe_recall_difference": recall.get("difference"), "probe_recall_p": recall.get("p")})
+    for test in ("success_p", "score_p", "probe_recall_p"):
+        for row, adjusted in zip(picked, stats.holm_adjust([row[test] for row in picked])):
+            row[f"{test}_adjusted"] = adjusted
     return picked
+
+
+def acceptance(run_dir: Path) -> dict[str, Any] | None:
+    """`ctxeval compare RUN --policy full_history --policy windowed --policy structured_state`: the
+    issue's acceptance check (full history beats the window; structured state does not differ)."""
+    wanted = [REFERENCE, WINDOW, KEEPER]
+    run = load_run(run_dir)
+    if not set(wanted) <= {r["agent"]["policy"] for r in run.results}:
+        return None
+    document = compare_runs([run], wanted)
+    found = {frozenset((c["policy_a"], c["policy_b"])): c for c in document["comparisons"]}
+    window, keeper = found[frozenset((REFERENCE, WINDOW))], found[frozenset((REFERENCE, KEEPER))]
+    return {"command": f"ctxeval compare {run_dir} " + " ".join(f"--policy {p}" for p in wanted),
+            "full_history_vs_window": _verdict(window), "full_history_vs_structured_state": _verdict(keeper),
+            "full_history_beats_window": window["significant"] and window["better"] == REFERENCE,
+            "structured_state_not_different": not keeper["significant"]}
+
+
+def _verdict(c: dict[str, Any]) -> dict[str, Any]:
+    return {k: c[k] for k in ("policy_a", "policy_b", "pairs", "successes_a", "successes_b", "success_p_adjusted",
+                              "score_difference", "score_p_adjusted", "better", "significant")}
 
 
 def main() -> None:
@@ -104,6 +137,7 @@ def main() -> None:
                    + f" --seeds {args.seeds} --max-parallel {args.max_parallel}",
         "wall_seconds": round(seconds, 1), "alpha": document["alpha"], "correction": document["correction"],
         "policies": policy_rows(document), "against_full_history": against_reference(document),
+        "acceptance": acceptance(run_dir),
         "machine": _bench.machine(), "code": _bench.code(), "interference": watch.record(),
     }, args.out)
 

@@ -288,6 +288,25 @@ def test_holm_adjusts_across_the_family_of_comparisons(tmp_path):
     assert [c["success_p_adjusted"] for c in comparisons] == pytest.approx(holm(raw_success))
 
 
+def test_compare_restricted_to_some_policies_holm_adjusts_within_them(tmp_path):
+    seeds = range(6)
+    base = [0.70, 0.72, 0.68, 0.75, 0.71, 0.69]
+    arms = {"a": [s + 0.1 for s in base], "b": base, "c": [s + 0.05 for s in base]}
+    results = [make_result("r1", policy, seed, values[seed], True) for policy, values in arms.items() for seed in seeds]
+    write_run(tmp_path, "r1", results)
+
+    document = compare_runs(load(tmp_path, "r1"), ["b", "a"])
+    assert [(c["policy_a"], c["policy_b"]) for c in document["comparisons"]] == [("a", "b")]
+    assert sorted(arm["arm"]["policy"] for arm in document["arms"]) == ["a", "b"] and document["policies"] == ["a", "b"]
+    (only,) = document["comparisons"]
+    assert only["score_p"] == pytest.approx(2 / 64) and only["score_p_adjusted"] == pytest.approx(2 / 64)
+    assert only["significant"] is True  # alone in its family; among all three pairs it would not be
+    whole = compare_runs(load(tmp_path, "r1"))
+    assert whole["policies"] is None and whole["comparisons"][0]["score_p_adjusted"] > 0.05
+    with pytest.raises(CtxevalError, match=r"'d' not in the run.*they hold: a, b, c"):
+        compare_runs(load(tmp_path, "r1"), ["a", "d"])
+
+
 def test_a_minimised_metric_calls_the_lower_score_better(tmp_path):
     low = {0: 0.061, 1: 0.058, 2: 0.060}
     high = {0: 0.070, 1: 0.072, 2: 0.069}
@@ -379,6 +398,12 @@ def test_cli_compare_writes_the_document_and_prints_it(tmp_path):
     assert "holm-bonferroni" in table.stdout and "alpha_pol" in table.stdout and "beta_pol" in table.stdout
     both = json.loads((tmp_path / "both.json").read_text())
     assert both["arms"][0]["n"] == 4  # the same run twice: pooled
+
+    picked = runner.invoke(app, ["compare", "r1", "--policy", "beta_pol", "--json"], env={"CTXEVAL_RUNS_DIR": str(tmp_path)})
+    assert picked.exit_code == 0, picked.output
+    assert [a["arm"]["policy"] for a in json.loads(picked.stdout)["arms"]] == ["beta_pol"]
+    unknown = runner.invoke(app, ["compare", "r1", "--policy", "gamma_pol"], env={"CTXEVAL_RUNS_DIR": str(tmp_path)})
+    assert unknown.exit_code != 0 and "'gamma_pol' not in the run" in unknown.output
 
 
 def test_cli_compare_warns_of_invalid_results(tmp_path):

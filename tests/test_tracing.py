@@ -177,3 +177,17 @@ def test_an_sdk_instrumentor_adds_no_second_llm_span(tmp_path, fake_llm_server, 
     ours = [s for s in read_spans(plan.run_dir / "traces.jsonl") if s["name"] == "llm"]
     assert calls >= 1 and len(ours) == calls == result["metrics"]["llm_calls"]
     assert sdk_spans.get_finished_spans() == ()  # suppressed inside ctxeval's llm span
+
+
+def test_an_llm_span_keeps_every_message_of_a_long_context(tmp_path):
+    """OpenTelemetry's default limit (128 attributes) would drop the oldest messages of a long
+    context: the run's provider keeps all of them."""
+    from policies.base import Message
+    messages = [Message("user" if i % 2 else "assistant", f"turn {i}") for i in range(200)]
+    tracing = start_run_tracing(tmp_path)
+    with tracing.tracing.run("r"), tracing.tracing.llm("scripted:hill_climb", messages):
+        pass
+    assert tracing.shutdown(grace_seconds=5)
+    (llm,) = [s for s in read_spans(tmp_path / "traces.jsonl") if s["name"] == "llm"]
+    contents = [llm["attributes"].get(f"llm.input_messages.{i}.message.content") for i in range(200)]
+    assert contents == [f"turn {i}" for i in range(200)]

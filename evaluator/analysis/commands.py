@@ -119,6 +119,8 @@ def register(app: typer.Typer) -> None:
                 out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here (default: "
                                                                       "<run_dir>/compare.json for a single run)"),
                 as_json: bool = typer.Option(False, "--json", help="print the JSON document instead of tables"),
+                policy: Optional[list[str]] = typer.Option(None, "--policy", help="compare only these policies "
+                                                           "(repeat; the Holm family is their comparisons)"),
                 ) -> None:
         """Per-arm statistics and paired policy comparisons (by seed, Holm-corrected) of one or more runs."""
         from ..cli import _console, _guard
@@ -128,7 +130,7 @@ def register(app: typer.Typer) -> None:
             import sys
             from .compare import compare_runs, write_compare
             loaded = _load_all(runs)
-            document = compare_runs(loaded)
+            document = compare_runs(loaded, policy)
             target = out or (loaded[0].run_dir / "compare.json" if len(loaded) == 1 else None)
             if target is not None:
                 write_compare(document, target)

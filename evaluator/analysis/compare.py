@@ -236,10 +236,22 @@ def _warnings(runs: list[RunResults], groups: dict[ArmKey, list[dict[str, Any]]]
     return found
 
 
-def compare_runs(runs: list[RunResults]) -> dict[str, Any]:
-    """The compare document (schemas/compare.schema.json) for the pooled results of `runs`."""
+def only_policies(results: list[dict[str, Any]], policies: list[str]) -> list[dict[str, Any]]:
+    """The results of these policies (a policy the runs do not hold is an error naming what they do)."""
+    held = {arm_key(r).policy for r in results}
+    unknown = [p for p in policies if p not in held]
+    if unknown:
+        raise CtxevalError(f"policy {', '.join(map(repr, unknown))} not in the run(s); they hold: {', '.join(sorted(held))}")
+    return [r for r in results if arm_key(r).policy in policies]
+
+
+def compare_runs(runs: list[RunResults], policies: list[str] | None = None) -> dict[str, Any]:
+    """The compare document (schemas/compare.schema.json) for the pooled results of `runs`, of
+    `policies` only when given (their comparisons then form the whole Holm family)."""
     from ..jsonschemas import validate
     results = pooled_results(runs)
+    if policies:
+        results = only_policies(results, policies)
     targets = bundle_targets(results)
     groups = _arm_groups(runs, results)
     document = {
@@ -250,6 +262,7 @@ def compare_runs(runs: list[RunResults]) -> dict[str, Any]:
         "arms": [summarize_arm(key, group, targets[key.bundle]).as_record() for key, group in groups.items()],
         "comparisons": [c.as_record() for c in paired_comparisons(groups, targets)],
         "warnings": _warnings(runs, groups, targets),
+        "policies": sorted(policies) if policies else None,
     }
     validate(document, "compare", "compare.json")
     return document

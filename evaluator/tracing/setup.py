@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
 from .. import __version__
@@ -23,6 +23,9 @@ from .spans import Tracing
 
 SHUTDOWN_GRACE_SECONDS = 10.0  # the longest a run waits for its last spans to reach a collector
 SERVICE_NAME = "ctxeval"
+# An llm span carries every message the policy sent (2-6 attributes each): OpenTelemetry's default
+# of 128 attributes would silently drop the oldest messages of a long context (and log each drop).
+MAX_SPAN_ATTRIBUTES = 20_000
 EXPORTER_LOGGERS = ("opentelemetry.exporter.otlp.proto.http", "opentelemetry.sdk.trace.export",
                     "opentelemetry.sdk._shared_internal")
 
@@ -77,6 +80,7 @@ def start_run_tracing(run_dir: Path, phoenix: PhoenixSettings | None = None,
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME,
                                                         "service.version": __version__,
                                                         PROJECT_NAME: project}),
+                              span_limits=SpanLimits(max_span_attributes=MAX_SPAN_ATTRIBUTES),
                               shutdown_on_exit=False)  # no exit handler that could wait on a dead collector
     jsonl_path = run_dir / TRACES_FILE
     provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(jsonl_path)))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Data of the `toy@long` variant (run through `prepare.py --long`).
 
-1500 train rows, 500 test rows, 32 numeric features f0..f31 and a balanced binary label:
+1000 train rows, 500 test rows, 32 numeric features f0..f31 and a balanced binary label:
 20 signal columns, each adding its own weak effect (tanh, sine, U, linear, step, quadratic
 shapes; no interactions), 11 pure-noise columns, shuffled. Column f23 is a leak: in train.csv
 it is the label plus a little noise (a model using it scores ~0.99 in cross-validation), in
@@ -21,7 +21,7 @@ import numpy as np
 
 from prepare import write_csv
 
-N_TRAIN = 1500
+N_TRAIN = 1000
 N_TEST = 500
 N_SIGNAL = 20
 N_NOISE = 11

@@ -24,8 +24,8 @@ from sklearn.model_selection import cross_validate
 from threadpoolctl import threadpool_limits
 
 SEED = 0
-TOP_FEATURES = 15
-CURVE_FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
+TOP_FEATURES = 20
+CURVE_FRACTIONS = (0.25, 0.5, 1.0)
 PERMUTATION_REPEATS = 3
 MAX_WARNINGS = 4  # distinct warnings shown
 WARNING_CHARS = 220
