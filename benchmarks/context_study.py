@@ -1,7 +1,8 @@
 """The worked study: every context policy on a long-horizon bundle, offline, many seeds. Prints JSON.
 
     .venv/bin/python benchmarks/context_study.py [--bundle bundles/toy@long] [--policy P ...]
-        [--seeds 10] [--max-parallel 2] [--run-id ID] [--runs-dir DIR] [--out FILE]
+        [--seeds 10] [--max-parallel 2] [--run-id ID] [--runs-dir DIR] [--out FILE] [--no-run]
+    .venv/bin/python benchmarks/context_study.py --table benchmarks/results/context_study.json
 
 Runs the matrix `ctxeval run BUNDLE --policy P... --seeds N --max-parallel K` would run (controller
 mode, scripted:hill_climb, probes on) through the same path (`matrix_jobs` then `execute_jobs`),
@@ -18,6 +19,7 @@ full history; Holm across those three pairs). The run folder also feeds
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from _bench import Interference
 
 from evaluator.analysis import stats
 from evaluator.analysis.compare import compare_runs
-from evaluator.analysis.loading import load_run
+from evaluator.analysis.loading import arm_key, load_run
 from evaluator.bundles import load_bundle
 from evaluator.images import ImageBuilder
 from evaluator.matrix import RunMatrix
@@ -98,7 +100,7 @@ def acceptance(run_dir: Path) -> dict[str, Any] | None:
     issue's acceptance check (full history beats the window; structured state does not differ)."""
     wanted = [REFERENCE, WINDOW, KEEPER]
     run = load_run(run_dir)
-    if not set(wanted) <= {r["agent"]["policy"] for r in run.results}:
+    if not set(wanted) <= {arm_key(r).policy for r in run.results}:
         return None
     document = compare_runs([run], wanted)
     found = {frozenset((c["policy_a"], c["policy_b"])): c for c in document["comparisons"]}
@@ -114,6 +116,43 @@ def _verdict(c: dict[str, Any]) -> dict[str, Any]:
                               "score_difference", "score_p_adjusted", "better", "significant")}
 
 
+def _interval(record: dict[str, Any] | None, digits: int = 2) -> str:
+    if not record or record.get("estimate") is None:
+        return "–"
+    return f"{record['estimate']:.{digits}f} [{record['low']:.{digits}f}, {record['high']:.{digits}f}]"
+
+
+def _recall(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A recall figure's interval, from a pooled tally ({answered, correct, recall}) or an interval."""
+    return (block or {}).get("recall", block) if isinstance(block, dict) else None
+
+
+def markdown_table(study: dict[str, Any]) -> str:
+    """The README's table of a study document: one row per policy, full history first."""
+    against = {row["policy"]: row for row in study["against_full_history"]}
+    lines = ["| policy | tokens vs full history | probe recall | decisive fact recall | success rate (95% CI) "
+             "| mean score | score p vs full history (Holm) |", "|---|---|---|---|---|---|---|"]
+    order = sorted(study["policies"], key=lambda p: (p != REFERENCE, p))
+    for policy in order:
+        row, vs = study["policies"][policy], against.get(policy, {})
+        p = vs.get("score_p_adjusted")
+        lines.append(f"| `{policy}` | {row['tokens_vs_full_history'] if row['tokens_vs_full_history'] is not None else '–'} "
+                     f"| {_interval(_recall(row['probe_recall']))} | {_interval(_recall(row['decisive_recall']))} "
+                     f"| {row['successes']}/{row['episodes']} · {_interval(row['success_rate'])} "
+                     f"| {_interval(row['mean_score'], 3)} | {'–' if p is None else f'{p:.4f}'} |")
+    return "\n".join(lines)
+
+
+def _sandbox_seconds(run_dir: Path) -> dict[str, Any]:
+    """Per-episode sandbox and wall seconds of the run's finished episodes (the study's cost)."""
+    results = load_run(run_dir).results
+    sandbox = [r["metrics"]["sandbox_seconds"] for r in results]
+    wall = [r["metrics"]["wall_seconds"] for r in results]
+    return {"episodes": len(results), "sandbox_total": round(sum(sandbox), 1),
+            "sandbox_median": round(_bench.percentile(sandbox, 0.5), 1) if sandbox else None,
+            "wall_median": round(_bench.percentile(wall, 0.5), 1) if wall else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", default="bundles/toy@long")
@@ -123,19 +162,28 @@ def main() -> None:
     parser.add_argument("--run-id", default="context-study")
     parser.add_argument("--runs-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-run", action="store_true", help="report on the run's finished episodes, run nothing")
+    parser.add_argument("--table", type=Path, default=None, help="print the Markdown table of a study JSON and exit")
     args = parser.parse_args()
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
     policies = args.policy or [*POLICIES, *PRESETS]
     with Interference() as watch:
         started = time.monotonic()
-        run_dir = run_study(args.bundle, policies, args.seeds, args.max_parallel, args.run_id, args.runs_dir)
+        if args.no_run:  # the finished episodes of an earlier (possibly interrupted) study run
+            run_dir = RunSettings(backend="docker", run_id=args.run_id, root=args.runs_dir).run_dir
+        else:
+            run_dir = run_study(args.bundle, policies, args.seeds, args.max_parallel, args.run_id, args.runs_dir)
         seconds = time.monotonic() - started
     document = compare_runs([load_run(run_dir)])
     _bench.emit({
         "benchmark": "context_study", "bundle": args.bundle, "mode": "controller", "model": MODEL,
-        "seeds": args.seeds, "max_parallel": args.max_parallel, "run_dir": str(run_dir),
+        "seeds": len({r["seed"] for r in load_run(run_dir).results}), "max_parallel": args.max_parallel, "run_dir": str(run_dir),
         "command": f"ctxeval run {args.bundle} " + " ".join(f"--policy {p}" for p in policies)
                    + f" --seeds {args.seeds} --max-parallel {args.max_parallel}",
-        "wall_seconds": round(seconds, 1), "alpha": document["alpha"], "correction": document["correction"],
+        "wall_seconds": None if args.no_run else round(seconds, 1),
+        "sandbox_seconds": _sandbox_seconds(run_dir), "alpha": document["alpha"], "correction": document["correction"],
         "policies": policy_rows(document), "against_full_history": against_reference(document),
         "acceptance": acceptance(run_dir),
         "machine": _bench.machine(), "code": _bench.code(), "interference": watch.record(),
