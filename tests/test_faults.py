@@ -85,6 +85,26 @@ def test_a_container_killed_mid_episode_is_recorded_and_the_run_goes_on(tmp_path
 
 
 @pytest.mark.docker
+def test_a_container_removed_before_copy_out_is_a_sandbox_death_not_the_agents_fault(tmp_path, toy_bundle, toy_image,
+                                                                                        monkeypatch):
+    """The engine losing the container (removed from outside, engine restarted) just as the
+    workspace is read is an error to run again, never a completed episode without output."""
+    from evaluator.sandbox.docker import DockerSandbox
+    original = DockerSandbox.copy_out
+
+    def copy_out_of_a_removed_container(self, *args, **kwargs):
+        self.client.api.remove_container(self.container.id, force=True)
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(DockerSandbox, "copy_out", copy_out_of_a_removed_container)
+    plan = RunPlan(bundle=toy_bundle, agent=create_agent("oracle"), seeds=[0], backend="docker", root=tmp_path,
+                   run_id="gone")
+    (result,) = execute(plan, toy_image.tag, toy_image.input_hash)
+    assert result["status"] == "error" and result["stop_reason"] == "sandbox_died", result
+    assert "copied out" in result["error"] and "--resume" in result["error"]
+    assert result["outcomes"].get("artefacts_refused") == 1 and result["success"] is False
+
+
+@pytest.mark.docker
 @pytest.mark.parametrize("kill_at", ["episode_start", "agent_end", "graded"])
 def test_the_evaluator_killed_at_any_point_of_an_episode_resumes_cleanly(tmp_path, kill_at):
     env = {**os.environ, "CTXEVAL_RUNS_DIR": str(tmp_path)}

@@ -153,10 +153,11 @@ def register(app: typer.Typer) -> None:
 
         def body():
             from .plots import PLOTS
+            from .policy_plots import POLICY_PLOTS
             from .report import write_report
             loaded = _load_all(runs)
             _warn([f"{run.run_id}: invalid result {reason}" for run in loaded for reason in run.invalid])
             path = write_report(loaded, out or loaded[0].run_dir / "report")
-            _console().print(f"wrote {path} (plots: {', '.join(f'{name}.png' for name in PLOTS)})",
-                             highlight=False, markup=False)
+            plots = [f"{name}.png" for name in (*PLOTS, *POLICY_PLOTS) if (path.parent / f"{name}.png").is_file()]
+            _console().print(f"wrote {path} (plots: {', '.join(plots)})", highlight=False, markup=False)
         _guard(body)

@@ -184,8 +184,8 @@ def _draw_retention(series: dict[str, Any], colours: dict[str, Any]):
 
 
 def _draw_cost_frontier(series: dict[str, Any], colours: dict[str, Any]):
-    title = (f"Cost–success frontier: mean total tokens per episode\n({series['tokens']}; 95 % bootstrap) "
-             "against success rate (95 % Wilson)")
+    title = (f"Cost–success frontier: mean total tokens per episode (95 % bootstrap)\nagainst success rate "
+             f"(95 % Wilson)\n[{series['tokens']}]")
     fig, axes = _figure(series["panels"], title)
     for ax, panel in zip(axes, series["panels"]):
         for point in panel["points"]:

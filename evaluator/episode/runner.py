@@ -161,6 +161,11 @@ def _collect(bundle: Bundle, sandbox: Sandbox, events: EventLog, state: EpisodeS
     except SandboxError as exc:  # e.g. the engine could not read it: recorded, graded as empty
         ctx.outcomes["artefacts_refused"] += 1
         events.emit("artefacts_refused", error=str(exc))
+        alive = getattr(sandbox, "alive", None)
+        if callable(alive) and not alive():  # removed from outside: no fault of the agent's, run it again
+            state.stop_reason = STOP_SANDBOX_DIED
+            state.fail(f"the sandbox died before its workspace was copied out ({exc}); "
+                       "`ctxeval run --resume` runs it again")
         return
     state.artefacts, state.copied = sorted(copy.copied), True
     if copy.skipped_total:
