@@ -403,3 +403,10 @@ def test_cli_report_writes_to_the_run_folder_by_default(tmp_path):
 
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "error:" in missing.stderr and "Traceback" not in missing.output
+
+
+def test_every_policy_of_a_large_study_gets_its_own_colour():
+    for count in (3, 10, 11, 20):
+        names = [f"policy_{i:02d}" for i in range(count)]
+        colours = plots._colours(names)
+        assert len({tuple(colours[n]) for n in names}) == count, count

@@ -142,9 +142,12 @@ def _pyplot():
 
 
 def _colours(policies: list[str]) -> dict[str, Any]:
+    """One distinct colour per policy: tab10 up to ten, tab20 up to twenty (the 13 shipped policies
+    and the presets do not fit ten), cycling only beyond that."""
     plt = _pyplot()
-    cmap = plt.get_cmap("tab10")
-    return {p: cmap(i % 10) for i, p in enumerate(sorted(set(policies)))}
+    names = sorted(set(policies))
+    cmap, size = (plt.get_cmap("tab10"), 10) if len(names) <= 10 else (plt.get_cmap("tab20"), 20)
+    return {p: cmap(i % size) for i, p in enumerate(names)}
 
 
 def _score_label(panel: dict[str, Any]) -> str:
