@@ -29,7 +29,7 @@ from _bench import Interference
 
 from evaluator.analysis import stats
 from evaluator.analysis.compare import compare_runs
-from evaluator.analysis.loading import arm_key, load_run
+from evaluator.analysis.loading import RunResults, arm_key, load_run
 from evaluator.bundles import load_bundle
 from evaluator.images import ImageBuilder
 from evaluator.matrix import RunMatrix
@@ -95,17 +95,16 @@ def against_reference(document: dict[str, Any]) -> list[dict[str, Any]]:
     return picked
 
 
-def acceptance(run_dir: Path) -> dict[str, Any] | None:
+def acceptance(run: RunResults) -> dict[str, Any] | None:
     """`ctxeval compare RUN --policy full_history --policy windowed --policy structured_state`: the
     issue's acceptance check (full history beats the window; structured state does not differ)."""
     wanted = [REFERENCE, WINDOW, KEEPER]
-    run = load_run(run_dir)
     if not set(wanted) <= {arm_key(r).policy for r in run.results}:
         return None
     document = compare_runs([run], wanted)
     found = {frozenset((c["policy_a"], c["policy_b"])): c for c in document["comparisons"]}
     window, keeper = found[frozenset((REFERENCE, WINDOW))], found[frozenset((REFERENCE, KEEPER))]
-    return {"command": f"ctxeval compare {run_dir} " + " ".join(f"--policy {p}" for p in wanted),
+    return {"command": f"ctxeval compare {run.run_dir} " + " ".join(f"--policy {p}" for p in wanted),
             "full_history_vs_window": _verdict(window), "full_history_vs_structured_state": _verdict(keeper),
             "full_history_beats_window": window["significant"] and window["better"] == REFERENCE,
             "structured_state_not_different": not keeper["significant"]}
@@ -143,9 +142,8 @@ def markdown_table(study: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _sandbox_seconds(run_dir: Path) -> dict[str, Any]:
+def _sandbox_seconds(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-episode sandbox and wall seconds of the run's finished episodes (the study's cost)."""
-    results = load_run(run_dir).results
     sandbox = [r["metrics"]["sandbox_seconds"] for r in results]
     wall = [r["metrics"]["wall_seconds"] for r in results]
     return {"episodes": len(results), "sandbox_total": round(sum(sandbox), 1),
@@ -176,16 +174,17 @@ def main() -> None:
         else:
             run_dir = run_study(args.bundle, policies, args.seeds, args.max_parallel, args.run_id, args.runs_dir)
         seconds = time.monotonic() - started
-    document = compare_runs([load_run(run_dir)])
+    run = load_run(run_dir)
+    document = compare_runs([run])
     _bench.emit({
         "benchmark": "context_study", "bundle": args.bundle, "mode": "controller", "model": MODEL,
-        "seeds": len({r["seed"] for r in load_run(run_dir).results}), "max_parallel": args.max_parallel, "run_dir": str(run_dir),
+        "seeds": len({r["seed"] for r in run.results}), "max_parallel": args.max_parallel, "run_dir": str(run_dir),
         "command": f"ctxeval run {args.bundle} " + " ".join(f"--policy {p}" for p in policies)
                    + f" --seeds {args.seeds} --max-parallel {args.max_parallel}",
         "wall_seconds": None if args.no_run else round(seconds, 1),
-        "sandbox_seconds": _sandbox_seconds(run_dir), "alpha": document["alpha"], "correction": document["correction"],
+        "sandbox_seconds": _sandbox_seconds(run.results), "alpha": document["alpha"], "correction": document["correction"],
         "policies": policy_rows(document), "against_full_history": against_reference(document),
-        "acceptance": acceptance(run_dir),
+        "acceptance": acceptance(run),
         "machine": _bench.machine(), "code": _bench.code(), "interference": watch.record(),
     }, args.out)
 
