@@ -30,7 +30,7 @@ class CheckReport:
 
 def _image_item(report: CheckReport, image: str | None, image_hash: str | None) -> None:
     if image is None:
-        report.add("image", True, "local backend: no image")
+        report.add("image", True, "the backend runs without an image")
         return
     import docker
 

@@ -26,12 +26,17 @@ class ValidationFailed(CtxevalError):
         super().__init__("\n".join(str(v) for v in violations))
 
 
-class BudgetExceeded(CtxevalError):
-    """The agent hit a step, token, cost or wall-time limit."""
+class EpisodeEnded(CtxevalError):
+    """The agent's part of an episode is over before the agent stopped by itself: it submitted, the
+    model stopped, the sandbox was lost, ... `reason` is the stop reason recorded (episode.result.StopReason)."""
 
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class BudgetExceeded(EpisodeEnded):
+    """The episode hit a limit the run set: steps, tokens, cost or wall time."""
 
 
 class CallCancelled(CtxevalError):

@@ -6,6 +6,7 @@ import json
 import math
 import re
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,16 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError
 
 from .errors import ValidationFailed, Violation
-from .paths import SCHEMAS_DIR
 
 
+SCHEMAS = resources.files(__package__) / "schemas"  # package data: ships in the wheel
 _CHECKED: set[int] = set()  # the project's schemas (kept for good by the cache): checked once
 
 
 @lru_cache(maxsize=None)
 def project_schema(name: str) -> dict[str, Any]:
-    """A schema from schemas/, by short name: "bundle" -> schemas/bundle.schema.json."""
-    schema = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text())
+    """A schema from evaluator/schemas/, by short name: "bundle" -> bundle.schema.json."""
+    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
     _CHECKED.add(id(schema))
     return schema

@@ -9,7 +9,7 @@
 The container is started once. `reset()` restores the workspace to the starter, clears /tmp and
 /dev/shm and kills every process the previous episode left (sandbox.reset), then checks that the
 workspace's content digest equals the starter's. An action is one item of the scripted-actions
-format (schemas/actions.schema.json): {"exec": cmd}, {"write_file": {path, content}},
+format (evaluator/schemas/actions.schema.json): {"exec": cmd}, {"write_file": {path, content}},
 {"read_file": path}, {"tool": name, "args": {...}}, {"submit": {...}}. The reward is 0 until the
 episode ends; on submit the workspace is graded in a separate container and the reward is the
 grade's score (negated for a minimised metric), or 1/0 success with reward="success". Running out of steps or wall time
@@ -31,10 +31,10 @@ from .episode.context import Budget, EpisodeContext
 from .episode.events import EventLog
 from .episode.grading import grade_artefacts
 from .episode.runner import agent_limits, check_output_file, judge
-from .errors import BudgetExceeded, CtxevalError, SandboxError
-from .sandbox import SandboxSpec, create_sandbox
+from .errors import CtxevalError, EpisodeEnded, SandboxError
+from .sandbox import SandboxSpec, create_sandbox, options_for, provider
 from .sandbox.base import folder_digest
-from .sandbox.docker import LABEL_EPISODE, LABEL_RUN
+from .sandbox.defaults import LABEL_EPISODE, LABEL_RUN
 
 REWARDS = ("score", "success")
 
@@ -45,13 +45,13 @@ class BundleEnv:
                  **sandbox_options: Any):
         if reward not in REWARDS:
             raise CtxevalError(f"reward must be one of {', '.join(REWARDS)}")
-        if backend == "docker" and image is None:
+        self.sandbox_options = options_for(backend, **sandbox_options)  # checked now, not at reset
+        if provider(backend).needs_image and image is None:
             from .images import ImageBuilder
             image = ImageBuilder().bundle_image(bundle).tag
         self.bundle, self.backend, self.image, self.reward_kind = bundle, backend, image, reward
         self.budget = budget
         self.events_dir = events_dir
-        self.sandbox_options = sandbox_options
         self.run_id = f"env-{secrets.token_hex(4)}"
         self.prepared: PreparedData = prepare_data(bundle)
         self.starter_digest = folder_digest(bundle.starter_dir)
@@ -64,7 +64,7 @@ class BundleEnv:
         spec = SandboxSpec(image=self.image, limits=agent_limits(self.bundle, self.budget),
                            labels={LABEL_RUN: self.run_id, LABEL_EPISODE: self.run_id},
                            tools_dir=self.bundle.tools_dir, data_dir=self.prepared.public)
-        self.sandbox = create_sandbox(self.backend, spec, **self.sandbox_options)
+        self.sandbox = create_sandbox(self.backend, spec, self.sandbox_options)
         self.sandbox.start()
 
     def close(self) -> None:
@@ -83,7 +83,7 @@ class BundleEnv:
     # -- the RL interface --------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         started = time.monotonic()
-        if self.sandbox is None or (hasattr(self.sandbox, "alive") and not self.sandbox.alive()):
+        if self.sandbox is None or not self.sandbox.alive():
             if self.sandbox is not None:
                 self.sandbox.stop()
             self._start()
@@ -109,7 +109,7 @@ class BundleEnv:
         truncated = False
         try:
             text = apply_action(self.ctx, action)
-        except BudgetExceeded as exc:
+        except EpisodeEnded as exc:
             text, truncated = f"episode over: {exc.reason}", True
             self.ctx.stop_reason = exc.reason
             self.ctx.submitted = {"truncated": exc.reason}
@@ -133,7 +133,7 @@ class BundleEnv:
             self.sandbox.copy_out(copied / "workspace", priority=priority)
             output = check_output_file(self.bundle, copied / "workspace")
             outcome = grade_artefacts(self.bundle, self.backend, self.image, copied / "workspace", self.prepared,
-                                      {LABEL_RUN: self.run_id}, **self.sandbox_options)
+                                      {LABEL_RUN: self.run_id}, self.sandbox_options)
         finally:
             shutil.rmtree(copied, ignore_errors=True)
         success, target_met = judge(self.bundle, outcome, output_valid=output["valid"])

@@ -37,6 +37,7 @@ from .errors import CtxevalError
 from .interrupts import EpisodeInterrupted, Interrupt, RunInterrupted, stop_signals
 from .matrix import AgentSpec, RunMatrix, episode_id
 from .paths import runs_dir
+from .sandbox import options_for, provider
 from .sandbox.base import stop_sandboxes
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
 
@@ -179,16 +180,14 @@ def _set_aside(run_dir: Path, episode_dir: Path) -> None:
 
 
 def _clean_leftovers(backend: str, run_id: str, warn: Callable[[str], None] | None) -> None:
-    """Containers a killed attempt of this run left behind; and a word about other runs' ones."""
-    if backend != "docker":
-        return
-    from .sandbox.cleanup import cleanup, leftovers
-    cleanup(run_id=run_id)
-    others = leftovers(exclude_run=run_id)
+    """Sandboxes a killed attempt of this run left behind; and a word about other runs' ones."""
+    sandboxes = provider(backend)
+    sandboxes.cleanup_leftovers(run_id=run_id)
+    others = sandboxes.leftovers(exclude_run=run_id)
     if others and warn:
         expired = sum(o.expired(time.time()) for o in others)
         runs = sorted({o.run or "?" for o in others})
-        warn(f"the Docker engine holds {len(others)} ctxeval container(s) of other runs ({', '.join(runs[:5])}"
+        warn(f"the {backend} backend holds {len(others)} ctxeval container(s) of other runs ({', '.join(runs[:5])}"
              f"{', ...' if len(runs) > 5 else ''}), {expired} past their deadline: `ctxeval clean --expired` "
              f"removes those, `ctxeval clean --run ID` one run's")
 
@@ -228,6 +227,7 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
     ids = [job.episode_id for job in jobs]
     if len(set(ids)) != len(ids):
         raise CtxevalError("two episodes of the run would share an id: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
+    options_for(settings.backend, runtime=settings.runtime or None)  # an option the backend does not take: now
     with run_lock(run_dir):
         old = _read_json_object(run_dir / RUN_FILE)
         if old is not None:

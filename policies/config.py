@@ -1,8 +1,8 @@
-"""Policy configurations: presets (policies/presets/*.yaml), bare policy names and YAML files.
+"""Policy configurations: presets (policies/presets/*.yaml, package data), bare policy names and YAML files.
 
 A preset names a policy, its parameters, the context budget the agent runs with and how the agent
 is told to treat clarifying questions. Files are validated against
-schemas/policy_preset.schema.json; errors name the file and the JSON path.
+evaluator/schemas/policy_preset.schema.json; errors name the file and the JSON path.
 """
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .base import ContextPolicy
 from .common import ParameterError, ParametrizedPolicy
 from .full_history import FullHistory
-from .hard_cap import HardCap, HardCap8k, HardCap32k, HardCap128k
+from .hard_cap import SIZED_HARD_CAPS, HardCap
 from .hybrid import Hybrid
 from .llm_summary import LLMSummary
 from .observation_masking import ObservationMasking
@@ -27,13 +28,13 @@ from .token_budget_packing import TokenBudgetPacking
 from .tool_result_clearing import ToolResultClearing
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy_preset.schema.json"
+SCHEMA_PATH = resources.files("evaluator") / "schemas" / "policy_preset.schema.json"
 CLARIFICATION = ("encourage", "neutral", "discourage")
 SOURCES = ("preset", "policy", "file")
 
 POLICIES: dict[str, type[ParametrizedPolicy]] = {cls.name: cls for cls in (
     FullHistory, SlidingWindow, ObservationMasking, ToolResultClearing, LLMSummary, StructuredState, Retrieval,
-    Hybrid, TokenBudgetPacking, HardCap, HardCap8k, HardCap32k, HardCap128k)}
+    Hybrid, TokenBudgetPacking, HardCap, *SIZED_HARD_CAPS)}
 
 
 class PresetError(ValueError):
@@ -90,7 +91,7 @@ def list_policies() -> list[tuple[str, str, dict[str, Any]]]:
 
 @lru_cache(maxsize=None)
 def preset_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
 def _schema_problems(document: Any) -> list[tuple[str, str]]:

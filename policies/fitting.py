@@ -1,14 +1,10 @@
 """Shared by every policy: make a context fit its token budget without breaking its invariants.
 
-Two tools live here:
-
-* `fit_turns` (the original, simple one): keep the newest whole turns that fit, one placeholder
-  for the gap.
-* `Layout` + `fit_layout`: the general one every policy uses. A layout says which turns are shown
-  (possibly transformed: masked, cleared), which leading messages stand in for a prefix of the
-  history (a summary, a state record) and how much each shown turn is worth. Rendering puts a
-  placeholder in every gap; fitting drops the least valuable turns first, then truncates, so the
-  result never exceeds the budget and a tool call is never separated from its result.
+`Layout` + `fit_layout`, which every policy uses: a layout says which turns are shown (possibly
+transformed: masked, cleared), which leading messages stand in for a prefix of the history (a
+summary, a state record) and how much each shown turn is worth. Rendering puts a placeholder in
+every gap; fitting drops the least valuable turns first, then truncates, so the result never
+exceeds the budget and a tool call is never separated from its result.
 """
 from __future__ import annotations
 
@@ -25,32 +21,6 @@ MIN_TRUNCATED_TOKENS = 24  # below this a truncated output is not worth keeping
 def placeholder(dropped_turns: int, what: str = "earlier turns") -> Message:
     return Message("user", f"[ctxeval: {dropped_turns} {what} omitted by the context policy]",
                    kind=KIND_PLACEHOLDER)
-
-
-def fit_turns(preamble: list[Message], turns: list[list[Message]], budget: int | None,
-              counter: TokenCounter) -> tuple[list[Message], int]:
-    """Keep the newest whole turns that fit after the preamble; one placeholder marks the gap.
-
-    Returns (messages after the preamble, number of turns dropped)."""
-    flat = [m for turn in turns for m in turn]
-    if budget is None or messages_tokens([*preamble, *flat], counter) <= budget:
-        return flat, 0
-    room = budget - messages_tokens(preamble, counter)
-    kept: list[list[Message]] = []
-    for turn in reversed(turns):
-        dropped = len(turns) - len(kept) - 1
-        marker = [placeholder(dropped)] if dropped else []
-        candidate = [*marker, *[m for t in [turn, *kept] for m in t]]
-        if messages_tokens(candidate, counter) > room:
-            break
-        kept.insert(0, turn)
-    dropped = len(turns) - len(kept)
-    body = [m for turn in kept for m in turn]
-    if dropped:
-        marker = placeholder(dropped)
-        if messages_tokens([marker, *body], counter) <= room:
-            body = [marker, *body]
-    return body, dropped
 
 
 # -- turns and outputs ---------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Hard cap: full history under a fixed context size (8k / 32k / 128k tokens), whatever the
-request's budget; the effective budget is the smaller of the two."""
+"""Hard cap: full history under a fixed context size, whatever the request's budget; the effective
+budget is the smaller of the two. hard_cap_8k / _32k / _128k are the same policy with another default."""
 from __future__ import annotations
 
 from .base import BudgetTooSmall, BuiltContext, PolicyInput, messages_tokens
@@ -30,25 +30,15 @@ class HardCap(ParametrizedPolicy):
         return built(fit_layout(full_layout(request), budget))
 
 
-class HardCap8k(HardCap):
-    name = "hard_cap_8k"
-    description = "full history under a hard cap of 8,000 tokens"
+def sized_hard_cap(cap_tokens: int) -> type[HardCap]:
+    """`hard_cap_<n>k`: the hard cap under its own name, with `cap_tokens` as its default."""
+    def __init__(self: HardCap, cap_tokens: int = cap_tokens) -> None:
+        HardCap.__init__(self, cap_tokens)
 
-    def __init__(self, cap_tokens: int = 8000):
-        super().__init__(cap_tokens)
-
-
-class HardCap32k(HardCap):
-    name = "hard_cap_32k"
-    description = "full history under a hard cap of 32,000 tokens"
-
-    def __init__(self, cap_tokens: int = 32000):
-        super().__init__(cap_tokens)
+    size = f"{cap_tokens // 1000}k"
+    return type(f"HardCap{size}", (HardCap,), {
+        "__init__": __init__, "__module__": __name__, "name": f"hard_cap_{size}",
+        "description": f"full history under a hard cap of {cap_tokens:,} tokens"})
 
 
-class HardCap128k(HardCap):
-    name = "hard_cap_128k"
-    description = "full history under a hard cap of 128,000 tokens"
-
-    def __init__(self, cap_tokens: int = 128000):
-        super().__init__(cap_tokens)
+SIZED_HARD_CAPS = tuple(sized_hard_cap(cap) for cap in (8000, 32000, 128000))

@@ -36,7 +36,7 @@ from fake_registry import FakeRegistry, sha256_digest
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "ci.yml"
 BASE_FILES = ["Dockerfile", "scripts/base_image/requirements.txt", "scripts/base_image/build_offline.py"]
-CODE_DIRS = ["evaluator", "policies", "schemas"]
+CODE_DIRS = ["evaluator", "policies"]  # the JSON Schemas are in evaluator/schemas/
 PROBE_DOCKERFILE = """ARG BASE_IMAGE
 FROM {parent}
 COPY . /opt/probe/

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import data_dir
 from evaluator.bundles.variants import split_variant
-from evaluator.cli import _bundle_path, app
+from evaluator.cli import app
+from evaluator.cli.common import bundle_path as _bundle_path
 from evaluator.errors import ValidationFailed
 from evaluator.images.builder import bundle_input_hash
 from evaluator.paths import BUNDLES_DIR

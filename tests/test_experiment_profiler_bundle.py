@@ -21,9 +21,11 @@ from types import ModuleType
 
 import pytest
 import yaml
+from grader_support import GRADING_ENV
 
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import prepare_data
+from evaluator.bundles.grading_helper import GRADING_LIB_DIR
 from evaluator.episode.grading import GradeOutcome, grade_artefacts
 from evaluator.jsonschemas import project_schema, violations
 from evaluator.paths import BUNDLES_DIR
@@ -76,12 +78,13 @@ def client_module() -> ModuleType:
 @pytest.fixture(scope="module")
 def grader_package():
     """The grader's modules (the package profiler_grader beside grade.py), imported as grade.py does."""
-    sys.path.insert(0, str(GRADER))
+    sys.path[:0] = [str(GRADING_LIB_DIR), str(GRADER)]
     try:
         yield {name: importlib.import_module(f"profiler_grader.{name}")
                for name in ("common", "expectations", "plan", "check")}
     finally:
         sys.path.remove(str(GRADER))
+        sys.path.remove(str(GRADING_LIB_DIR))
 
 
 def make_workspace(root: Path, *layers: Path) -> Path:
@@ -106,7 +109,7 @@ def reasons_of(outcome: GradeOutcome) -> dict[str, str]:
 
 def grader_env(**paths: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CTXEVAL_", "ANTHROPIC_"))}
-    env.update({f"CTXEVAL_{k.upper()}": str(v) for k, v in paths.items()})
+    env.update({**GRADING_ENV, **{f"CTXEVAL_{k.upper()}": str(v) for k, v in paths.items()}})
     return env
 
 

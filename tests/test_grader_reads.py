@@ -2,20 +2,17 @@
 swapped in between a check and the open (the race an attacker won, issue 11) is refused, not read."""
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
+from grader_support import import_grader
 
 from evaluator.paths import BUNDLES_DIR
 
 
 def grader(bundle: str):
-    spec = importlib.util.spec_from_file_location(f"grader_{bundle}", BUNDLES_DIR / bundle / "grader" / "grade.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return import_grader(f"grader_{bundle}", BUNDLES_DIR / bundle / "grader" / "grade.py")
 
 
 CASES = {"toy": ("predictions.csv", "id,target\n1,0\n", lambda g, ws: g.read_predictions(ws)),

@@ -37,7 +37,7 @@ def isolated_env(monkeypatch, tmp_path):
     """No real keys, no stray .env: the working directory is a fresh temp dir."""
     for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(settings, "PROJECT_DOTENV", tmp_path / "no-project-root" / ".env")
+    monkeypatch.setattr("evaluator.settings.PROJECT_DOTENV", tmp_path / "no-project-root" / ".env")
     monkeypatch.chdir(tmp_path)
     yield
 
@@ -384,7 +384,7 @@ def test_project_root_dotenv_and_environment_precedence(fake_llm_server, tmp_pat
     root = tmp_path / "root"
     root.mkdir()
     (root / ".env").write_text("ANTHROPIC_API_KEY=sk-ant-from-root-1234\n")
-    monkeypatch.setattr(settings, "PROJECT_DOTENV", root / ".env")
+    monkeypatch.setattr("evaluator.settings.PROJECT_DOTENV", root / ".env")
     fake_llm_server.enqueue(text("a"), text("b"))
     make(fake_llm_server, "anthropic", api_key=None).complete([Message("user", "go")])
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-5678")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from grader_support import GRADING_ENV, import_grader
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "bundles" / "nomad"
@@ -35,7 +36,7 @@ def _load(name: str, path: Path):
     return module
 
 
-grader = _load("nomad_grade", BUNDLE / "grader" / "grade.py")
+grader = import_grader("nomad_grade", BUNDLE / "grader" / "grade.py")
 _environ = dict(os.environ)
 nomadlib = _load("nomad_nomadlib", BUNDLE / "tools" / "nomadlib.py")
 os.environ.clear()
@@ -229,8 +230,8 @@ def test_grader_main_writes_grade_json(prepared, tmp_path):
     workspace.mkdir()
     output.mkdir()
     shutil.copy(prepared / "public" / "sample_submission.csv", workspace / "submission.csv")
-    env = {**os.environ, "CTXEVAL_WORKSPACE": str(workspace), "CTXEVAL_PRIVATE": str(prepared / "private"),
-           "CTXEVAL_OUTPUT": str(output)}
+    env = {**os.environ, **GRADING_ENV, "CTXEVAL_WORKSPACE": str(workspace),
+           "CTXEVAL_PRIVATE": str(prepared / "private"), "CTXEVAL_OUTPUT": str(output)}
     proc = subprocess.run([sys.executable, str(BUNDLE / "grader" / "grade.py")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from conftest import IN_CI, SHARED_DATA
+from grader_support import import_grader
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import prepare_data
 from evaluator.bundles.fetch import fetch_raw
@@ -53,7 +54,7 @@ def _load(name: str, path: Path):
     return module
 
 
-grader = _load("nomad_long_grade", BUNDLE / "grader" / "grade.py")
+grader = import_grader("nomad_long_grade", BUNDLE / "grader" / "grade.py")
 _environ = dict(os.environ)
 nomadlib = _load("nomad_long_nomadlib", TOOLS / "nomadlib.py")
 os.environ.clear()

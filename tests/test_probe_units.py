@@ -13,7 +13,7 @@ from evaluator.episode.probes import ProbeRunner, fact_tag, planted_text, probe_
 from evaluator.models.base import ModelResponse
 from evaluator.models.memory import complies, probe_reply, split_notes, visible_constraints, visible_results
 from evaluator.models.scripted import HillClimb, React
-from evaluator.episode.context import Usage
+from evaluator.models.base import Usage
 from policies.base import Message
 
 

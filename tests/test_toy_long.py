@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from grader_support import GRADING_ENV
 
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import prepare_data
@@ -51,7 +52,7 @@ def result_of(config: dict, data: Path, workspace: Path, full: bool = True) -> d
 def grade(workspace: Path, private: Path, tmp_path: Path) -> float:
     out = tmp_path / f"grade-{workspace.name}"
     out.mkdir()
-    env = {**os.environ, "CTXEVAL_WORKSPACE": str(workspace), "CTXEVAL_PRIVATE": str(private),
+    env = {**os.environ, **GRADING_ENV, "CTXEVAL_WORKSPACE": str(workspace), "CTXEVAL_PRIVATE": str(private),
            "CTXEVAL_OUTPUT": str(out)}
     proc = subprocess.run([sys.executable, str(GRADER)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

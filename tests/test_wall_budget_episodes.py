@@ -35,7 +35,7 @@ def isolated_env(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
     monkeypatch.setenv("CTXEVAL_MAX_RETRIES", "2")
     monkeypatch.setenv("CTXEVAL_MODEL_TIMEOUT", MODEL_TIMEOUT)
-    monkeypatch.setattr(settings, "PROJECT_DOTENV", tmp_path / "no-project-root" / ".env")
+    monkeypatch.setattr("evaluator.settings.PROJECT_DOTENV", tmp_path / "no-project-root" / ".env")
 
 
 def run_episode(tmp_path: Path, agent: Any, run_id: str) -> tuple[dict, list[dict], list[dict]]:

@@ -6,9 +6,6 @@ from pathlib import Path
 from ..errors import CtxevalError
 from .base import Agent
 
-FIXED_AGENTS = ("oracle", "noop")
-
-
 MODES = ("controller", "agentic")
 DEFAULT_MODELS = {"controller": "scripted:hill_climb", "agentic": "scripted:react"}
 

@@ -10,7 +10,7 @@ from typing import Any
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult, ToolCall
 
 from ..episode.context import STOP_MODEL, STOP_TARGET, STOP_VALID_OUTPUT, EpisodeContext
-from ..errors import BudgetExceeded
+from ..errors import EpisodeEnded
 from ..jsonschemas import violations
 from ..models.base import Model, ModelResponse, ToolSchema
 from .base import Agent
@@ -89,7 +89,7 @@ class AgenticAgent(Agent):
             response = ctx.call_model(self.model, prompt, context_tokens=0, summarizer=True)
             usage = response.usage
             return SummarizerResult(response.text, usage.prompt_tokens, usage.completion_tokens, usage.cost_usd)
-        return summarize if getattr(self.model, "summarizes", True) else None
+        return summarize
 
     # -- loop ------------------------------------------------------------------------
     def run(self, ctx: EpisodeContext) -> None:
@@ -121,7 +121,7 @@ class AgenticAgent(Agent):
                     ctx.events.emit("idle_reply", text=response.text[:2000])
                     if idle >= MAX_IDLE_REPLIES:
                         ctx.stop_reason = STOP_MODEL
-                        raise BudgetExceeded(STOP_MODEL)
+                        raise EpisodeEnded(STOP_MODEL)
                     history.append(Message("user", ctx.plant_facts("No tool was called. Use a tool, or call `submit` "
                                                                    "when done."), kind=KIND_OBSERVATION, turn=turn))
                     continue

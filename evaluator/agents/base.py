@@ -16,4 +16,4 @@ class Agent(abc.ABC):
 
     @abc.abstractmethod
     def run(self, ctx: EpisodeContext) -> None:
-        """Act; return when finished (normally after ctx.submit()). BudgetExceeded may escape."""
+        """Act; return when finished (normally after ctx.submit()). EpisodeEnded (a budget, a submit) may escape."""

@@ -13,7 +13,8 @@ from typing import Any
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput
 
 from ..episode.context import STOP_MODEL, STOP_TARGET, EpisodeContext
-from ..errors import BudgetExceeded, CtxevalError
+from ..episode.result import StopReason
+from ..errors import CtxevalError, EpisodeEnded
 from ..jsonschemas import violations
 from ..models.base import Model
 from ..models.scripted import RESULT_MARK
@@ -85,7 +86,7 @@ class ControllerAgent(Agent):
                     history.append(Message("user", text, kind=KIND_OBSERVATION, turn=turn,
                                            meta={"ok": False, "error": error}))
                     if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
-                        raise BudgetExceeded("too_many_invalid_proposals")
+                        raise EpisodeEnded(StopReason.INVALID_PROPOSALS)
                     continue
                 if proposal.get("stop"):
                     self._stop(ctx, proposal, best, last_applied, arg_names)

@@ -42,7 +42,7 @@ class OracleAgent(Agent):
 
 
 class ScriptedActionsAgent(Agent):
-    """Plays a fixed list of actions from a YAML/JSON file (schemas/actions.schema.json)."""
+    """Plays a fixed list of actions from a YAML/JSON file (evaluator/schemas/actions.schema.json)."""
 
     kind = "scripted_actions"
 

@@ -246,7 +246,7 @@ def only_policies(results: list[dict[str, Any]], policies: list[str]) -> list[di
 
 
 def compare_runs(runs: list[RunResults], policies: list[str] | None = None) -> dict[str, Any]:
-    """The compare document (schemas/compare.schema.json) for the pooled results of `runs`, of
+    """The compare document (evaluator/schemas/compare.schema.json) for the pooled results of `runs`, of
     `policies` only when given (their comparisons then form the whole Holm family)."""
     from ..jsonschemas import validate
     results = pooled_results(runs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import CtxevalError
 from ..paths import PROJECT_ROOT
 from .run_cells import RUN_FILE
@@ -30,7 +31,7 @@ MEDALS = ("gold", "silver", "bronze", "above_median")
 
 def leaderboard_dir() -> Path:
     """Where accepted submissions are stored: $CTXEVAL_LEADERBOARD_DIR, else <project>/leaderboard/."""
-    return Path(os.environ.get(LEADERBOARD_ENV) or PROJECT_ROOT / "leaderboard")
+    return Path(settings.get(LEADERBOARD_ENV) or PROJECT_ROOT / "leaderboard")
 
 
 # -- storing ---------------------------------------------------------------------------------------

@@ -112,10 +112,9 @@ class BundleTarget:
 @lru_cache(maxsize=None)
 def _target_from_bundle(bundle_id: str) -> BundleTarget:
     """Older results lack bundle.direction: read it from the bundle under bundles/, if still there."""
-    from ..bundles import load_bundle
-    from ..paths import BUNDLES_DIR
+    from ..bundles.registry import bundle_registry
     try:
-        bundle = load_bundle(BUNDLES_DIR / bundle_id)
+        bundle = bundle_registry().load_id(bundle_id)
     except CtxevalError:
         return BundleTarget(None, None)
     return BundleTarget(bundle.target.metric, bundle.target.direction)

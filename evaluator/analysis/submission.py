@@ -1,6 +1,6 @@
 """Build a portable leaderboard submission from one arm (model x policy x mode) of a run.
 
-A submission folder holds `submission.json` (schemas/submission.schema.json), the run's own
+A submission folder holds `submission.json` (evaluator/schemas/submission.schema.json), the run's own
 `run.json` (its matrix; its sha256 is in submission.json) and `artefacts/<episode_id>/`, the
 episodes' final workspaces, so anyone holding the bundles can re-grade every claimed score and see
 that no episode of the arm was left out (see leaderboard.verify_submission).
@@ -151,9 +151,8 @@ def _bundle_record(results: list[dict[str, Any]]) -> dict[str, Any]:
                            "bundle contents or images: submit them from separate runs")
     record = dict(results[0]["bundle"])
     if "metric" not in record or "direction" not in record:  # results written before these fields
-        from ..bundles import load_bundle
-        from ..paths import BUNDLES_DIR
-        target = load_bundle(BUNDLES_DIR / record["id"]).target
+        from ..bundles.registry import bundle_registry
+        target = bundle_registry().load_id(record["id"]).target
         record.setdefault("metric", target.metric)
         record.setdefault("direction", target.direction)
     if "grader_hash" not in record:

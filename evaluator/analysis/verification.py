@@ -26,7 +26,6 @@ from ..bundles.manifest import Bundle
 from ..errors import CtxevalError, ValidationFailed
 from ..hashing import hash_tree, iter_files
 from ..jsonschemas import data_violations, project_schema, violations
-from ..paths import BUNDLES_DIR
 from .run_cells import (MAX_RUN_FILE_BYTES, RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle,
                         sha256_bytes)
 from .submission import (ARTEFACTS_DIR, MIN_SEEDS, SCHEMA_VERSION, SUBMISSION_FILE, arm_of,
@@ -222,20 +221,18 @@ def _coverage_reasons(document: dict[str, Any], cells: list[Cell]) -> list[str]:
 
 
 # -- the bundles here ----------------------------------------------------------------------------
-def _current_bundles(document: dict[str, Any], root: Path) -> tuple[dict[str, Bundle], list[str]]:
+def _current_bundles(document: dict[str, Any], root: Path | None) -> tuple[dict[str, Bundle], list[str]]:
     """The bundles whose identity matches the submission's claims, and the reasons for the others."""
-    from ..bundles import load_bundle
-    from ..bundles.variants import split_variant
+    from ..bundles.registry import UnknownBundle, bundle_registry
+    registry = bundle_registry(root)
     matching, reasons = {}, []
     for j, claim in enumerate(document["bundles"]):
         where = f"{SUBMISSION_FILE}: $.bundles[{j}]"
-        folder, _ = split_variant(root / claim["id"])  # toy@long: the folder toy, its variant long
-        manifest = folder / "bundle.yaml"
-        if not manifest.is_file():
-            reasons.append(f"{where}.id: unknown bundle {claim['id']!r} (no {manifest})")
-            continue
         try:
-            bundle = load_bundle(root / claim["id"])
+            bundle = registry.load_id(claim["id"])  # toy@long: the bundle toy, its variant long
+        except UnknownBundle as exc:
+            reasons.append(f"{where}.id: {exc}")
+            continue
         except ValidationFailed as exc:
             reasons.append(f"{where}.id: bundle {claim['id']!r} here is invalid: {exc.violations[0]}")
             continue
@@ -327,7 +324,8 @@ def _regrade(document: dict[str, Any], folder: Path, bundles: dict[str, Bundle],
              backend: str, image_for: ImageFor, log: Log) -> list[str]:
     from ..bundles.data import prepare_data
     from ..episode.runner import judge
-    from ..sandbox.docker import LABEL_RUN
+    from ..sandbox import provider
+    from ..sandbox.defaults import LABEL_RUN
     reasons: list[str] = []
     labels = {LABEL_RUN: f"{LABEL_PREFIX}{secrets.token_hex(4)}"}
     prepared: dict[str, Any] = {}
@@ -338,7 +336,7 @@ def _regrade(document: dict[str, Any], folder: Path, bundles: dict[str, Bundle],
             continue
         if bundle.id not in prepared:
             prepared[bundle.id] = prepare_data(bundle)
-            images[bundle.id] = image_for(bundle) if backend == "docker" else None
+            images[bundle.id] = image_for(bundle) if provider(backend).needs_image else None
         path = folder / ARTEFACTS_DIR / episode["episode_id"]
         log(f"re-grading {episode['episode_id']} ({backend})")
         try:
@@ -376,7 +374,7 @@ def verify_submission(folder: str | Path, backend: str = "docker", *, bundles_ro
     if document is None or reasons:
         return reasons
     reasons = _consistency(document) + _run_file_reasons(document, folder)
-    bundles, bundle_reasons = _current_bundles(document, bundles_root or BUNDLES_DIR)
+    bundles, bundle_reasons = _current_bundles(document, bundles_root)
     indices, artefact_reasons = _artefact_problems(document, folder)
     reasons += bundle_reasons + artefact_reasons
     if regrade:

@@ -1,5 +1,7 @@
-"""Task bundles: the manifest model, loading with validation, and the data stage."""
-from .manifest import Bundle, Limits, Target, ToolSpec
+"""Task bundles: the manifest model, loading with validation, finding them by id, and the data stage."""
+from .manifest import MANIFEST_NAME, Bundle, Limits, Target, ToolSpec
 from .loader import load_bundle
+from .registry import BundleRegistry, UnknownBundle, bundle_registry
 
-__all__ = ["Bundle", "Limits", "Target", "ToolSpec", "load_bundle"]
+__all__ = ["MANIFEST_NAME", "Bundle", "BundleRegistry", "Limits", "Target", "ToolSpec", "UnknownBundle",
+           "bundle_registry", "load_bundle"]

@@ -7,11 +7,9 @@ from typing import Any
 
 from ..errors import ValidationFailed, Violation
 from ..jsonschemas import data_violations, project_schema, read_yaml, schema_errors, violations
-from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, VARIANT_SEPARATOR, Bundle, ControllerSpec, DataSpec, FetchSpec,
-                       GraderRunSpec, Limits, ProbeSpec, SuccessRule, Target, ToolSpec)
+from .manifest import (DEFAULT_GRADER_TIMEOUT_SECONDS, MANIFEST_NAME, VARIANT_SEPARATOR, Bundle, ControllerSpec,
+                       DataSpec, FetchSpec, GraderRunSpec, Limits, ProbeSpec, SuccessRule, Target, ToolSpec)
 from .variants import PathMap, apply_variant, remap, split_variant, variant_names
-
-MANIFEST_NAME = "bundle.yaml"
 
 
 def _read_yaml(path: Path) -> Any:

@@ -17,6 +17,7 @@ DEFAULT_TMPFS_MB = 256
 DEFAULT_TOOL_TIMEOUT_SECONDS = 300.0
 DEFAULT_GRADER_TIMEOUT_SECONDS = 600.0
 VARIANT_SEPARATOR = "@"  # bundles/toy@long: the variant `long` of the bundle `toy`
+MANIFEST_NAME = "bundle.yaml"  # a bundle is a folder holding this file
 
 
 @dataclass(frozen=True)

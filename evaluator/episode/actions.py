@@ -10,7 +10,7 @@ ACTION_KINDS = ("exec", "write_file", "read_file", "tool", "submit")
 
 
 def apply_action(ctx: EpisodeContext, action: dict[str, Any]) -> str:
-    """Apply one action (schemas/actions.schema.json, one item) and return its observation text."""
+    """Apply one action (evaluator/schemas/actions.schema.json, one item) and return its observation text."""
     if "exec" in action:
         result = ctx.exec(action["exec"], timeout=action.get("timeout"))
         return f"exit code {result.exit_code} ({result.outcome})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

@@ -9,25 +9,28 @@ from pathlib import Path
 from typing import Any
 
 from ..bundles.manifest import Bundle, ToolSpec
-from ..errors import BudgetExceeded, CallCancelled, CtxevalError
+from ..errors import BudgetExceeded, CallCancelled, CtxevalError, EpisodeEnded
 from ..jsonschemas import data_violations, violations
+from ..models.base import Usage  # noqa: F401 (re-exported: its old home)
 from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
 from ..tracing.spans import NO_TRACING, LlmCall, ToolCall, Tracing
 from .events import EventLog
 from .probes import ProbeRunner
+from .result import StopReason
 
-STOP_SUBMITTED = "submitted"
-STOP_MAX_STEPS = "max_steps"
-STOP_WALL_TIME = "wall_time"
-STOP_TOKENS = "token_budget"
-STOP_COST = "cost_budget"
-STOP_TARGET = "target_reached"
-STOP_MODEL = "model_stopped"
-STOP_SANDBOX_DIED = "sandbox_died"
-STOP_AGENT_ERROR = "agent_error"
-STOP_MODEL_ERROR = "model_error"
-STOP_VALID_OUTPUT = "valid_output"
-STOP_ACTIONS_DONE = "actions_exhausted"
+# The stop reasons under their older names (episode.result.StopReason is their home).
+STOP_SUBMITTED = StopReason.SUBMITTED
+STOP_MAX_STEPS = StopReason.MAX_STEPS
+STOP_WALL_TIME = StopReason.WALL_TIME
+STOP_TOKENS = StopReason.TOKENS
+STOP_COST = StopReason.COST
+STOP_TARGET = StopReason.TARGET
+STOP_MODEL = StopReason.MODEL
+STOP_SANDBOX_DIED = StopReason.SANDBOX_DIED
+STOP_AGENT_ERROR = StopReason.AGENT_ERROR
+STOP_MODEL_ERROR = StopReason.MODEL_ERROR
+STOP_VALID_OUTPUT = StopReason.VALID_OUTPUT
+STOP_ACTIONS_DONE = StopReason.ACTIONS_DONE
 
 PROBE_SECONDS = 120.0  # a probe's own deadline; its time is given back to the episode's wall budget
 LLM_CALL_CANCELLED = "llm_call_cancelled"  # the event, and the outcome counted, of a call the wall budget cut
@@ -48,14 +51,6 @@ class Budget:
                       max_tokens=self.max_tokens if self.max_tokens is not None else limits.max_tokens,
                       max_cost_usd=self.max_cost_usd if self.max_cost_usd is not None else limits.max_cost_usd,
                       wall_seconds=self.wall_seconds or limits.wall_seconds)
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    cost_usd: float = 0.0
 
 
 @dataclass
@@ -157,7 +152,7 @@ class EpisodeContext:
 
     def _begin_step(self, kind: str) -> int:
         if self.submitted is not None:
-            raise BudgetExceeded(STOP_SUBMITTED)
+            raise EpisodeEnded(STOP_SUBMITTED)
         if self.metrics.steps >= self.max_steps:
             raise BudgetExceeded(STOP_MAX_STEPS)
         self.check_budget()
@@ -195,7 +190,9 @@ class EpisodeContext:
         self.outcomes[result.outcome] += 1
         self.events.emit("step", step=step, action=kind, **detail, result=result.to_record())
         if result.outcome in (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME):
-            raise BudgetExceeded(STOP_SANDBOX_DIED if result.outcome == OUTCOME_SANDBOX_DIED else STOP_WALL_TIME)
+            if result.outcome == OUTCOME_SANDBOX_DIED:
+                raise EpisodeEnded(STOP_SANDBOX_DIED)
+            raise BudgetExceeded(STOP_WALL_TIME)
 
     @staticmethod
     def _finish_span(span: ToolCall, result: ExecResult) -> None:

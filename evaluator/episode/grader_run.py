@@ -1,13 +1,13 @@
 """The run stage of a behavioural grader: the agent's code runs where the answers are not.
 
 1. plan: the bundle's `grader.run.plan` command runs in the grading container (which runs no code
-   of the agent's) and writes $CTXEVAL_OUTPUT/plan.json (schemas/grader_plan.schema.json) and the
+   of the agent's) and writes $CTXEVAL_OUTPUT/plan.json (evaluator/schemas/grader_plan.schema.json) and the
    commands' inputs under $CTXEVAL_OUTPUT/inputs/.
 2. run: a submission sandbox (role "submission": the artefacts as a writable workspace, tools,
    public data, the inputs read-only; no grader, no private answers) runs each command through
    the usual exec path (timeout, output cap, group kill); every process left is killed between
    commands; then everything is killed and frozen, and $CTXEVAL_RUN_OUTPUT is copied out.
-3. the results (schemas/grader_run_results.schema.json) go back to the grading container,
+3. the results (evaluator/schemas/grader_run_results.schema.json) go back to the grading container,
    read-only under $CTXEVAL_RUN_RESULTS, where the grader command compares them.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
 from ..jsonschemas import data_violations, project_schema, validate, violations
-from ..sandbox import Sandbox, SandboxSpec, Scratch, create_sandbox
+from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, Scratch, create_sandbox
 from ..sandbox.artefacts import ArtefactLimits, copy_folder, read_regular
 from ..sandbox.base import ROLE_SUBMISSION
 from .grading import GRADER_OUTPUT, OUTPUT_LIMITS, RUN_RESULTS, grader_limits
@@ -41,7 +41,7 @@ RECORD_CHARS = 200_000
 
 def run_stage(bundle: Bundle, grader: Sandbox, backend: str, image: str | None, artefacts: Path | None,
               prepared: PreparedData, labels: dict[str, str], scratch: Path, log: dict[str, Any],
-              sandbox_options: dict[str, Any]) -> str | None:
+              sandbox_options: SandboxOptions | None) -> str | None:
     """Plan, run and hand back the results; returns why grading cannot go on, or None."""
     assert bundle.grader_run is not None
     planned = grader.exec(bundle.grader_run.plan)
@@ -79,14 +79,14 @@ def read_plan(plan_dir: Path, copied: list[str]) -> tuple[dict[str, Any], str | 
 
 def run_plan(bundle: Bundle, plan: dict[str, Any], backend: str, image: str | None, artefacts: Path | None,
              prepared: PreparedData, labels: dict[str, str], inputs: Path, results_dir: Path,
-             sandbox_options: dict[str, Any]) -> dict[str, Any]:
+             sandbox_options: SandboxOptions | None) -> dict[str, Any]:
     """Run the plan's commands in a fresh submission sandbox; write and return results.json."""
     assert bundle.grader_run is not None
     total = bundle.grader_run.timeout_seconds
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, total), labels=labels, role=ROLE_SUBMISSION,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, workspace_files=artefacts,
                        scratch=(replace(RUN_INPUTS, files=inputs if inputs.is_dir() else None), RUN_OUTPUT))
-    sandbox = create_sandbox(backend, spec, **sandbox_options)
+    sandbox = create_sandbox(backend, spec, sandbox_options)
     records: list[dict[str, Any]] = []
     results_dir.mkdir(parents=True, exist_ok=True)
     try:

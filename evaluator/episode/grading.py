@@ -17,17 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from ..bundles.data import PreparedData
+from ..bundles.grading_helper import GRADING_LIB_DIR, GRADING_LIB_ENV, GRADING_LIB_MOUNT
 from ..bundles.manifest import Bundle
 from ..jsonschemas import data_violations, project_schema, violations
-from ..sandbox import Sandbox, SandboxLimits, SandboxSpec, Scratch, create_sandbox
+from ..sandbox import Sandbox, SandboxLimits, SandboxOptions, SandboxSpec, Scratch, create_sandbox
 from ..sandbox.artefacts import ArtefactLimits, read_regular
 from ..sandbox.base import ROLE_GRADER
-from ..sandbox.docker import LABEL_RUN, OUTPUT_MOUNT
+from ..sandbox.defaults import LABEL_RUN, OUTPUT_MOUNT
 
 GRADE_FILE = "grade.json"
 GRADER_OUTPUT_BYTES = 1024 * 1024
 GRADER_OUTPUT = Scratch(env="CTXEVAL_OUTPUT", mount=OUTPUT_MOUNT, writable=True, size_mb=64)
 RUN_RESULTS = Scratch(env="CTXEVAL_RUN_RESULTS", mount="/grading/results", writable=False, size_mb=256)
+# the grading helper graders import (ctxeval_grading), root's and read-only, as grade.py is
+GRADING_LIB = Scratch(env=GRADING_LIB_ENV, mount=GRADING_LIB_MOUNT, files=GRADING_LIB_DIR, writable=False, size_mb=4)
 OUTPUT_LIMITS = ArtefactLimits(max_bytes=64 * 1024 * 1024, max_file_bytes=16 * 1024 * 1024, max_files=5000)
 
 
@@ -55,7 +58,8 @@ def grader_limits(bundle: Bundle, extra_seconds: float = 0.0) -> SandboxLimits:
 
 
 def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: Path | None,
-                    prepared: PreparedData, labels: dict[str, str], **sandbox_options: Any) -> GradeOutcome:
+                    prepared: PreparedData, labels: dict[str, str],
+                    sandbox_options: SandboxOptions | None = None) -> GradeOutcome:
     """Run the bundle's grader on a host folder of artefacts (None: an empty workspace)."""
     from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
 
@@ -63,8 +67,8 @@ def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: 
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, run_seconds), labels=labels, role=ROLE_GRADER,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
                        private_dir=prepared.private, workspace_files=artefacts, workspace_read_only=True,
-                       scratch=(GRADER_OUTPUT, RUN_RESULTS) if bundle.grader_run else (GRADER_OUTPUT,))
-    sandbox = create_sandbox(backend, spec, **sandbox_options)
+                       scratch=(GRADER_OUTPUT, GRADING_LIB) + ((RUN_RESULTS,) if bundle.grader_run else ()))
+    sandbox = create_sandbox(backend, spec, sandbox_options)
     scratch = Path(tempfile.mkdtemp(prefix="ctxeval-grade-"))
     log: dict[str, Any] = {}
     try:

@@ -7,9 +7,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..agents.base import Agent
 from ..atomic import write_json_atomic
 from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
@@ -18,9 +17,9 @@ from ..hashing import hash_tree
 from ..interrupts import EpisodeInterrupted
 from ..jsonschemas import validate
 from ..models.base import ModelError
-from ..sandbox import Sandbox, SandboxLimits, SandboxSpec, create_sandbox
+from ..sandbox import Sandbox, SandboxLimits, SandboxOptions, SandboxSpec, create_sandbox, options_for
 from ..sandbox.artefacts import read_regular
-from ..sandbox.docker import LABEL_EPISODE, LABEL_RUN
+from ..sandbox.defaults import LABEL_EPISODE, LABEL_RUN
 from ..tracing.spans import NO_TRACING, Tracing
 from .context import (STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, STOP_SANDBOX_DIED, Budget,
                       EpisodeContext, check_output)
@@ -28,6 +27,9 @@ from .events import EventLog
 from .grading import GradeOutcome, grade_artefacts
 from .probe_recall import probe_recall
 from .probes import ProbeRunner
+
+if TYPE_CHECKING:  # the runner drives agents; agents never need the runner
+    from ..agents.base import Agent
 
 RESULT_FILE = "result.json"
 EVENTS_FILE = "events.jsonl"
@@ -98,8 +100,9 @@ def episode_attributes(bundle: Bundle, agent: Agent, seed: int) -> dict[str, Any
 
 
 def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared: PreparedData,
-                sandbox_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run one episode inside its `episode` span; the span carries the outcome."""
+                sandbox_options: SandboxOptions | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run one episode inside its `episode` span; the span carries the outcome. `sandbox_options`:
+    the provider's options (typed, or a mapping it validates); `options.runtime` is added to them."""
     tracing = (options.tracing or NO_TRACING).with_attributes(**episode_attributes(bundle, agent, options.seed))
     with tracing.episode(options.episode_id, context=options.trace_parent) as span:
         result = _run_episode(bundle, agent, options, prepared, sandbox_options, tracing)
@@ -161,8 +164,7 @@ def _collect(bundle: Bundle, sandbox: Sandbox, events: EventLog, state: EpisodeS
     except SandboxError as exc:  # e.g. the engine could not read it: recorded, graded as empty
         ctx.outcomes["artefacts_refused"] += 1
         events.emit("artefacts_refused", error=str(exc))
-        alive = getattr(sandbox, "alive", None)
-        if callable(alive) and not alive():  # removed from outside: no fault of the agent's, run it again
+        if not sandbox.alive():  # removed from outside: no fault of the agent's, run it again
             state.stop_reason = STOP_SANDBOX_DIED
             state.fail(f"the sandbox died before its workspace was copied out ({exc}); "
                        "`ctxeval run --resume` runs it again")
@@ -184,11 +186,11 @@ def check_output_file(bundle: Bundle, workspace: Path) -> dict[str, Any]:
 
 
 def _grade(bundle: Bundle, options: EpisodeOptions, prepared: PreparedData, labels: dict[str, str],
-           sandbox_options: dict[str, Any], tracing: Tracing, events: EventLog, state: EpisodeState) -> None:
+           sandbox_options: SandboxOptions, tracing: Tracing, events: EventLog, state: EpisodeState) -> None:
     artefacts = options.episode_dir / ARTEFACTS_DIR if state.copied else None
     with tracing.grade() as grade_span:
         state.grade = grade_artefacts(bundle, options.backend, options.image, artefacts, prepared, labels,
-                                      **sandbox_options)
+                                      sandbox_options)
         grade = state.grade
         grade_span.set_attributes({"ctxeval.grade_valid": grade.valid, "output.value": json.dumps(grade.grade)[:4000],
                                    **({"ctxeval.score": grade.score} if grade.score is not None else {})})
@@ -201,17 +203,15 @@ def _check_interrupt(options: EpisodeOptions) -> None:
 
 
 def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared: PreparedData,
-                 sandbox_options: dict[str, Any] | None, tracing: Tracing) -> dict[str, Any]:
-    sandbox_options = dict(sandbox_options or {})
-    if options.runtime:
-        sandbox_options["runtime"] = options.runtime
+                 given_options: SandboxOptions | Mapping[str, Any] | None, tracing: Tracing) -> dict[str, Any]:
+    sandbox_options = options_for(options.backend, given_options, runtime=options.runtime or None)
     options.episode_dir.mkdir(parents=True, exist_ok=True)
     events = EventLog(options.episode_dir / EVENTS_FILE)
     labels = {LABEL_RUN: options.run_id, LABEL_EPISODE: options.episode_id}
     started_at, started = _now(), time.monotonic()
     spec = SandboxSpec(image=options.image, limits=agent_limits(bundle, options.budget), labels=labels,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public)
-    sandbox = create_sandbox(options.backend, spec, **sandbox_options)
+    sandbox = create_sandbox(options.backend, spec, sandbox_options)
     state = EpisodeState(output={"path": bundle.output_path, "present": False, "valid": False, "errors": ["not read"]})
     sandbox_events: list[dict[str, Any]] = []
     try:

@@ -108,7 +108,8 @@ def _relative(path: Path, top: Path, what: str) -> str:
 def plan_changed_since(builder: ImageBuilder, bundles: list[Bundle], ref: str,
                        project_root: Path = PROJECT_ROOT) -> ChangePlan:
     """Compare the base's and each bundle's input hash in the working tree with those at REF."""
-    from ..bundles import load_bundle
+    from ..bundles import MANIFEST_NAME, load_bundle
+    from ..bundles.registry import has_manifest
 
     top = git_toplevel(project_root)
     commit = resolve_commit(ref, top)
@@ -145,8 +146,8 @@ def plan_changed_since(builder: ImageBuilder, bundles: list[Bundle], ref: str,
             new = bundle_input_hash(bundle, new_base)
             old, renamed = None, False
             then_path = then_top / rel
-            if not (then_path / "bundle.yaml").is_file():
-                reason = f"new since {ref} (no {rel}/bundle.yaml there)"
+            if not has_manifest(then_path):
+                reason = f"new since {ref} (no {rel}/{MANIFEST_NAME} there)"
             else:
                 try:
                     then = load_bundle(then_path)

@@ -34,7 +34,8 @@ from typing import Any
 from policies.base import Message, ToolCall
 
 from .base import ModelError, ModelResponse, ToolSchema
-from .settings import ApiModel, make_http_client, sdk_timeout
+from .api_model import ApiModel
+from .settings import make_http_client, sdk_timeout
 
 RESPOND_TOOL = "respond"
 EMPTY_TEXT = "(empty)"

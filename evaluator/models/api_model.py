@@ -9,8 +9,7 @@ import logging
 import time
 from typing import Any, Callable
 
-from ..episode.context import Usage
-from .base import Model, ModelCallCancelled, ModelError
+from .base import Model, ModelCallCancelled, ModelError, Usage
 from .retries import RETRIABLE_STATUS, RETRY_COUNT_HEADER, CallClock, ReplyDeadline, backoff_seconds, retry_wait
 from .settings import (_KEYLIKE, PROVIDERS, AttemptCounter, ClientConfig, SlotTimeout, gate_for, import_sdk,
                        resolve_config, sdk_timeout)

@@ -7,8 +7,17 @@ from typing import Any
 
 from policies.base import Message, ToolCall
 
-from ..episode.context import Usage
 from ..errors import CallCancelled, CtxevalError
+
+
+@dataclass
+class Usage:
+    """What one model call consumed (tokens as the API reports them) and what it cost."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Wire format (neutral `Message` -> Chat Completions):
 * `response_schema` without tools -> `response_format` json_schema (non-strict, any schema works);
   `json_mode="json_object"` (or CTXEVAL_OPENAI_JSON_MODE) asks for a JSON object instead, for
   servers without json_schema support; `json_mode="off"` sends neither.
-* the output cap (settings.DEFAULT_MAX_OUTPUT_TOKENS, or `max_tokens=` / CTXEVAL_MAX_OUTPUT_TOKENS)
+* the output cap (models/settings.py DEFAULT_MAX_OUTPUT_TOKENS, or `max_tokens=` / CTXEVAL_MAX_OUTPUT_TOKENS)
   is in every request: `max_completion_tokens` to the official API (reasoning models need it),
   `max_tokens` to a compatible server (vLLM, llama.cpp's llama-server and Ollama read that one).
 
@@ -34,7 +34,9 @@ from typing import Any
 from policies.base import Message, ToolCall, messages_tokens
 
 from .base import ModelError, ModelResponse, ToolSchema
-from .settings import ApiModel, make_http_client, sdk_timeout, setting
+from .. import settings
+from .api_model import ApiModel
+from .settings import make_http_client, sdk_timeout
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,14 @@ class OpenAIModel(ApiModel):
                  json_mode: str | None = None, **options: Any):
         super().__init__(model, base_url, **options)
         self.temperature = temperature
-        mode = json_mode or setting("CTXEVAL_OPENAI_JSON_MODE", "json_schema")
+        mode = json_mode or settings.get("CTXEVAL_OPENAI_JSON_MODE")
         if mode not in JSON_MODES:
             raise ModelError(f"json_mode must be one of {', '.join(JSON_MODES)}, got {mode!r}")
         self.json_mode = mode
 
     def _make_client(self) -> Any:
         return self.sdk.OpenAI(api_key=self.config.api_key, base_url=self.config.base_url,
-                               organization=setting("OPENAI_ORG_ID"), project=setting("OPENAI_PROJECT_ID"),
+                               organization=settings.get("OPENAI_ORG_ID"), project=settings.get("OPENAI_PROJECT_ID"),
                                max_retries=0,  # ApiModel.call retries, within the caller's deadline
                                timeout=sdk_timeout(self.sdk, self.config.timeout),
                                http_client=make_http_client(self.sdk, self.config, self.attempts, self.reply_deadline))

@@ -33,6 +33,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import CtxevalError
 
 PRICES_AS_OF = "2026-11-01"
@@ -181,7 +182,7 @@ def price_table() -> tuple[dict[str, tuple[Price, str]], str | None]:
     """The effective table: built-in prices overlaid with CTXEVAL_PRICES, each with its source."""
     builtin = f"built-in (as of {PRICES_AS_OF})"
     table = {k: (v, builtin) for k, v in DEFAULT_PRICES.items()}
-    path = os.environ.get("CTXEVAL_PRICES")
+    path = settings.get("CTXEVAL_PRICES")
     if not path:
         return table, None
     try:

@@ -36,9 +36,8 @@ from typing import Any
 
 from policies.base import Message, ToolCall
 
-from ..episode.context import Usage
 from ..errors import CtxevalError
-from .base import Model, ModelCallCancelled, ModelError, ModelResponse, ToolSchema
+from .base import Model, ModelCallCancelled, ModelError, ModelResponse, ToolSchema, Usage
 
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
 

@@ -8,8 +8,7 @@ from typing import Any
 
 from policies.base import Message, ToolCall, count_tokens
 
-from ..episode.context import Usage
-from .base import Model, ModelResponse, ToolSchema
+from .base import Model, ModelResponse, ToolSchema, Usage
 from .memory import (complies, json_objects, probe_reply, split_notes, visible_constraints, visible_results,
                      with_constraints)
 from .search import candidate_configs

@@ -1,28 +1,13 @@
 """Settings and plumbing shared by the real API clients (`openai:`, `anthropic:`).
 
-Where a setting comes from (first found wins):
-
-1. the explicit argument (`create_model(spec, base_url=..., max_retries=...)`, the CLI's `--base-url`);
-2. the process environment;
-3. a `.env` file in the current directory, then one in the project root (python-dotenv syntax).
-   A `.env` file never overrides the environment and is never copied into `os.environ`, so it
-   does not leak into subprocesses.
-
-| variable                          | meaning                                              | default |
-|-----------------------------------|------------------------------------------------------|---------|
-| OPENAI_API_KEY                    | key for `openai:<model>`                             | —       |
-| OPENAI_BASE_URL                   | any OpenAI-compatible server (vLLM, Ollama, proxy)   | api.openai.com/v1 |
-| ANTHROPIC_API_KEY                 | key for `anthropic:<model>` (ANTHROPIC_AUTH_TOKEN also accepted) | — |
-| ANTHROPIC_BASE_URL                | another Messages-API endpoint                        | api.anthropic.com |
-| CTXEVAL_MAX_RETRIES               | retries after the first attempt (429/408/409/5xx/timeouts/connection errors) | 4 |
-| CTXEVAL_MODEL_TIMEOUT             | seconds one HTTP attempt may take (never more than the episode's time left) | 300 |
-| CTXEVAL_MAX_CONCURRENT_REQUESTS   | in-flight calls per provider + base URL, process-wide | 4      |
-| CTXEVAL_MAX_OUTPUT_TOKENS         | max tokens per reply, sent in every request (`max_tokens=`) | 4096 |
+Keys, base URLs, retries, the timeout, the concurrency limit and the output cap are read through
+evaluator/settings.py (an explicit argument, else the environment, else a `.env` file; the table
+of variables and defaults is there and in the README).
 
 Keys are held only by the SDK client objects: they are never printed, never part of
 `describe()`, and they are scrubbed from every `ModelError` message.
 
-The output cap is always sent (DEFAULT_MAX_OUTPUT_TOKENS says why 4096): as `max_tokens` to
+The output cap is always sent (evaluator/settings.py says why 4096 by default): as `max_tokens` to
 Anthropic and to OpenAI-compatible servers, as `max_completion_tokens` to api.openai.com, where it
 also bounds a reasoning model's hidden reasoning (raise it for those).
 
@@ -40,30 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
-from ..errors import CtxevalError
-from ..paths import PROJECT_ROOT
+from .. import settings as ctxeval_settings
 from .base import ModelError
 from .retries import ReplyDeadline
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_RETRIES = 4
-DEFAULT_TIMEOUT_SECONDS = 300.0
-DEFAULT_MAX_CONCURRENT = 4
-# An agent turn (a tool call, a JSON proposal, a file's content) fits with room to spare, and a model
-# stuck in a loop stops after minutes of generation at worst instead of running into the HTTP timeout.
-DEFAULT_MAX_OUTPUT_TOKENS = 4096
+DEFAULT_MAX_RETRIES: int = ctxeval_settings.default("CTXEVAL_MAX_RETRIES")
+DEFAULT_TIMEOUT_SECONDS: float = ctxeval_settings.default("CTXEVAL_MODEL_TIMEOUT")
+DEFAULT_MAX_CONCURRENT: int = ctxeval_settings.default("CTXEVAL_MAX_CONCURRENT_REQUESTS")
+DEFAULT_MAX_OUTPUT_TOKENS: int = ctxeval_settings.default("CTXEVAL_MAX_OUTPUT_TOKENS")  # settings.py says why 4096
 CONNECT_TIMEOUT_SECONDS = 10.0
-
-# The project-root .env; tests point this elsewhere.
-PROJECT_DOTENV: Path = PROJECT_ROOT / ".env"
 
 
 @dataclass(frozen=True)
@@ -76,69 +54,11 @@ class ProviderInfo:
 
 
 PROVIDERS: dict[str, ProviderInfo] = {
-    "openai": ProviderInfo("openai", ("OPENAI_API_KEY",), "OPENAI_BASE_URL", "https://api.openai.com/v1", "openai"),
+    "openai": ProviderInfo("openai", ("OPENAI_API_KEY",), "OPENAI_BASE_URL", ctxeval_settings.default("OPENAI_BASE_URL"),
+                           "openai"),
     "anthropic": ProviderInfo("anthropic", ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"), "ANTHROPIC_BASE_URL",
-                              "https://api.anthropic.com", "anthropic"),
+                              ctxeval_settings.default("ANTHROPIC_BASE_URL"), "anthropic"),
 }
-
-
-# -- .env and environment --------------------------------------------------------------------
-def dotenv_files() -> list[Path]:
-    """The .env files consulted, most specific first (current directory, then project root)."""
-    found: list[Path] = []
-    for path in (Path.cwd() / ".env", PROJECT_DOTENV):
-        try:
-            if path.is_file() and all(not path.samefile(p) for p in found):
-                found.append(path)
-        except OSError:
-            continue
-    return found
-
-
-def _parse_dotenv(path: Path) -> dict[str, str]:
-    try:
-        from dotenv import dotenv_values
-    except ImportError:  # python-dotenv is a dependency; this keeps a broken install usable
-        values: dict[str, str] = {}
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
-                continue
-            key, _, value = line.removeprefix("export ").partition("=")
-            values[key.strip()] = value.strip().strip("'\"")
-        return values
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
-
-
-def dotenv_settings() -> dict[str, str]:
-    """Merged .env values (the current directory's win over the project root's). Read afresh each
-    time: it is small, and a model is created once per episode."""
-    merged: dict[str, str] = {}
-    for path in reversed(dotenv_files()):
-        try:
-            merged.update(_parse_dotenv(path))
-        except OSError as exc:
-            log.warning("cannot read %s: %s", path, exc)
-    return merged
-
-
-def setting(name: str, default: str | None = None, dotenv: Mapping[str, str] | None = None) -> str | None:
-    """An environment variable, else a .env value, else `default`. Empty values count as unset."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    values = dotenv_settings() if dotenv is None else dotenv
-    return values.get(name) or default
-
-
-def _number(name: str, raw: Any, kind: type, minimum: float) -> Any:
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise CtxevalError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise CtxevalError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
 
 
 # -- resolved configuration ------------------------------------------------------------------
@@ -164,64 +84,50 @@ class ClientConfig:
                 "key_variable": self.key_var, "key_source": self.key_source}
 
 
-def _key_source(var: str) -> str:
-    if os.environ.get(var):
-        return "environment"
-    for path in dotenv_files():
-        try:
-            if _parse_dotenv(path).get(var):
-                return str(path)
-        except OSError:
-            continue
-    return ".env"
+def _base_url(info: ProviderInfo, given: str | None) -> tuple[str, bool]:
+    """The base URL (no trailing slash) and whether it is the provider's own."""
+    found = None if given else ctxeval_settings.lookup(info.base_url_var)
+    chosen = given or (found.value if found else None)
+    url = (chosen or info.default_base_url).rstrip("/")
+    return url, chosen is None or url == info.default_base_url.rstrip("/")
+
+
+def _api_key(info: ProviderInfo, model: str, given: str | None, is_default_url: bool,
+             require_key: bool) -> tuple[str | None, str | None, str | None]:
+    """(key, the variable it came from, where that was). A missing key is a ModelError naming the
+    variable to set; an OpenAI-compatible server at a custom base URL gets a placeholder key."""
+    if given:
+        return given, None, "argument"
+    for var in info.key_vars:
+        found = ctxeval_settings.lookup(var)
+        if found:
+            return found.value, var, found.source
+    if not require_key:
+        return None, None, None
+    if info.name == "openai" and not is_default_url:
+        return "EMPTY", None, "placeholder"  # vLLM/Ollama accept any key
+    raise ModelError(f"{info.name}:{model}: no API key. Set {info.key_vars[0]} in the environment or in a .env "
+                     f"file (looked in {Path.cwd() / '.env'} and {ctxeval_settings.PROJECT_DOTENV}).")
 
 
 def resolve_config(provider: str, model: str, *, base_url: str | None = None, api_key: str | None = None,
                    max_retries: int | None = None, timeout: float | None = None,
                    max_concurrent: int | None = None, max_tokens: int | None = None,
                    require_key: bool = True) -> ClientConfig:
-    """Everything a client needs, from arguments, the environment and .env files. A missing key is
-    a ModelError naming the variable to set (an OpenAI-compatible server at a custom base URL may
-    run without one: a placeholder key is sent)."""
+    """Everything a client needs, from arguments, the environment and .env files."""
     info = PROVIDERS[provider]
     if not model:
         raise ModelError(f"{provider}: no model name; use {provider}:<model>")
-    env = dotenv_settings()
-    chosen_url = base_url or setting(info.base_url_var, dotenv=env)
-    url = (chosen_url or info.default_base_url).rstrip("/")
-    is_default = chosen_url is None or url == info.default_base_url.rstrip("/")
-
-    key, key_var, source, auth_token = api_key, None, "argument" if api_key else None, False
-    if not key:
-        for var in info.key_vars:
-            value = setting(var, dotenv=env)
-            if value:
-                key, key_var, source = value, var, _key_source(var)
-                auth_token = var == "ANTHROPIC_AUTH_TOKEN"
-                break
-    if not key and require_key:
-        if provider == "openai" and not is_default:
-            key, key_var, source = "EMPTY", None, "placeholder"  # vLLM/Ollama accept any key
-        else:
-            raise ModelError(
-                f"{provider}:{model}: no API key. Set {info.key_vars[0]} in the environment or in a .env "
-                f"file (looked in {Path.cwd() / '.env'} and {PROJECT_DOTENV}).")
-
-    retries = _number("max_retries (CTXEVAL_MAX_RETRIES)",
-                      max_retries if max_retries is not None
-                      else setting("CTXEVAL_MAX_RETRIES", str(DEFAULT_MAX_RETRIES), env), int, 0)
-    seconds = _number("timeout (CTXEVAL_MODEL_TIMEOUT)",
-                      timeout if timeout is not None
-                      else setting("CTXEVAL_MODEL_TIMEOUT", str(DEFAULT_TIMEOUT_SECONDS), env), float, 0.001)
-    limit = _number("max_concurrent (CTXEVAL_MAX_CONCURRENT_REQUESTS)",
-                    max_concurrent if max_concurrent is not None
-                    else setting("CTXEVAL_MAX_CONCURRENT_REQUESTS", str(DEFAULT_MAX_CONCURRENT), env), int, 1)
-    out_tokens = _number("max_tokens (CTXEVAL_MAX_OUTPUT_TOKENS)",
-                         max_tokens if max_tokens is not None
-                         else setting("CTXEVAL_MAX_OUTPUT_TOKENS", str(DEFAULT_MAX_OUTPUT_TOKENS), env), int, 1)
+    url, is_default = _base_url(info, base_url)
+    key, key_var, source = _api_key(info, model, api_key, is_default, require_key)
+    get = ctxeval_settings.get
     return ClientConfig(provider=provider, model=model, base_url=url, base_url_is_default=is_default,
-                        max_retries=retries, timeout=seconds, max_concurrent=limit, max_tokens=out_tokens,
-                        api_key=key, key_var=key_var, key_source=source, auth_token=auth_token)
+                        max_retries=get("CTXEVAL_MAX_RETRIES", max_retries),
+                        timeout=get("CTXEVAL_MODEL_TIMEOUT", timeout),
+                        max_concurrent=get("CTXEVAL_MAX_CONCURRENT_REQUESTS", max_concurrent),
+                        max_tokens=get("CTXEVAL_MAX_OUTPUT_TOKENS", max_tokens),
+                        api_key=key, key_var=key_var, key_source=source,
+                        auth_token=key_var == "ANTHROPIC_AUTH_TOKEN")
 
 
 # -- concurrency -----------------------------------------------------------------------------
@@ -317,8 +223,5 @@ def import_sdk(provider: str) -> Any:
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,})")
 
 
-from .api_model import ApiModel, api_error, failure_summary, redact  # noqa: E402,F401 (re-exported)
-
-__all__ = ["ApiModel", "AttemptCounter", "ClientConfig", "ConcurrencyGate", "DEFAULT_MAX_OUTPUT_TOKENS", "PROVIDERS",
-           "SlotTimeout", "api_error", "dotenv_files", "dotenv_settings", "failure_summary", "gate_for", "import_sdk",
-           "make_http_client", "redact", "resolve_config", "setting"]
+__all__ = ["AttemptCounter", "ClientConfig", "ConcurrencyGate", "DEFAULT_MAX_OUTPUT_TOKENS", "PROVIDERS", "SlotTimeout",
+           "gate_for", "import_sdk", "make_http_client", "resolve_config", "sdk_timeout"]

@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 from policies.base import count_tokens as estimate_tokens
 
+from .. import settings
+
 log = logging.getLogger(__name__)
 
 ESTIMATE = "estimate:4-chars-per-token"
@@ -59,10 +61,6 @@ class Tokenizer:
         return {"tokenizer": self.name, "exact": self.exact, "note": self.note}
 
 
-def _truthy(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def tiktoken_cache_path(url: str) -> str | None:
     """Where tiktoken caches the file at `url` (None when caching is disabled)."""
     if "TIKTOKEN_CACHE_DIR" in os.environ:
@@ -78,10 +76,7 @@ def tiktoken_cache_path(url: str) -> str | None:
 
 def _load_bounded(loader: Callable[[], Any], what: str) -> tuple[Any | None, str | None]:
     """Run `loader` in a daemon thread; give up after CTXEVAL_TIKTOKEN_TIMEOUT seconds."""
-    try:
-        limit = float(os.environ.get("CTXEVAL_TIKTOKEN_TIMEOUT", "10"))
-    except ValueError:
-        limit = 10.0
+    limit = settings.get("CTXEVAL_TIKTOKEN_TIMEOUT")
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -140,11 +135,11 @@ def _estimate(note: str) -> Tokenizer:
     return Tokenizer(ESTIMATE, exact=False, note=note)
 
 
-def _resolve(spec: str, allow_download: bool, cache_key: str) -> Tokenizer:
+def _resolve(spec: str, allow_download: bool, cache_key: str, mode: str) -> Tokenizer:
     provider, sep, model = spec.partition(":")
     if not sep:
         provider, model = "openai", spec
-    if os.environ.get("CTXEVAL_TOKENIZER", "").strip().lower() == "estimate":
+    if mode == "estimate":
         return _estimate("CTXEVAL_TOKENIZER=estimate")
     if provider != "openai":
         return _estimate(f"no offline tokenizer for {provider} models")
@@ -170,7 +165,7 @@ def _resolve(spec: str, allow_download: bool, cache_key: str) -> Tokenizer:
 
 @lru_cache(maxsize=256)
 def _tokenizer_cached(spec: str, allow_download: bool, cache_key: str, mode: str) -> Tokenizer:
-    tokenizer = _resolve(spec, allow_download, cache_key)
+    tokenizer = _resolve(spec, allow_download, cache_key, mode)
     if tokenizer.note and not tokenizer.exact:
         log.info("token counts for %s: %s (%s)", spec, tokenizer.name, tokenizer.note)
     return tokenizer
@@ -179,8 +174,8 @@ def _tokenizer_cached(spec: str, allow_download: bool, cache_key: str, mode: str
 def tokenizer_for(spec: str) -> Tokenizer:
     """The tokenizer for a model spec ("openai:gpt-4o", "anthropic:claude-sonnet-4-5", "gpt-4")."""
     cache_key = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR", "<default>"))
-    return _tokenizer_cached(spec, _truthy("CTXEVAL_TIKTOKEN_DOWNLOAD"), cache_key,
-                             os.environ.get("CTXEVAL_TOKENIZER", ""))
+    return _tokenizer_cached(spec, settings.get("CTXEVAL_TIKTOKEN_DOWNLOAD"), cache_key,
+                             settings.get("CTXEVAL_TOKENIZER"))
 
 
 def count_tokens_for(spec: str, text: str) -> int:

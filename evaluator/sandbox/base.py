@@ -1,7 +1,11 @@
-"""The one sandbox contract every backend fulfils, and the records it returns.
+"""The one sandbox contract every provider fulfils, and the records it takes and returns.
 
 Everything the agent does crosses this interface: exec (with timeout and output cap),
-read/write of files, reset to the starter state, copy-out of artefacts.
+read/write of files, reset to the starter state, copy-out of artefacts. A provider is a subclass
+of `Sandbox`: it says what it can do in class attributes (`isolated`, `needs_image`,
+`supports_runtime`), names its options dataclass in `options_type`, and answers `available()`;
+the registry (registry.py) finds it by name or by import path. Nothing outside this package asks
+which provider it has, only what the provider can do.
 """
 from __future__ import annotations
 
@@ -13,31 +17,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable
 
 from ..hashing import iter_files
 from .artefacts import ArtefactCopy, ArtefactLimits
-
-# Outcomes of one exec, recorded as they are in events and results.
-OUTCOME_OK = "ok"
-OUTCOME_NONZERO_EXIT = "nonzero_exit"
-OUTCOME_TIMEOUT = "timeout"
-OUTCOME_OUTPUT_CAPPED = "output_capped"
-OUTCOME_MEMORY_KILLED = "memory_killed"
-OUTCOME_PIDS_LIMIT = "pids_limit"
-OUTCOME_KILLED = "killed"
-OUTCOME_WALL_TIME = "wall_time_exceeded"
-OUTCOME_SANDBOX_DIED = "sandbox_died"
-OUTCOME_DISK_FULL = "disk_full"
-DISK_FULL_MESSAGE = b"No space left on device"
+from .cleanup import CleanupReport, Leftover
+from .defaults import DEADLINE_GRACE_SECONDS, LABEL_RUN
+from .outcomes import (DISK_FULL_MESSAGE, OUTCOME_DISK_FULL, OUTCOME_KILLED, OUTCOME_MEMORY_KILLED,  # noqa: F401
+                       OUTCOME_NONZERO_EXIT, OUTCOME_OK, OUTCOME_OUTPUT_CAPPED, OUTCOME_PIDS_LIMIT,
+                       OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT, OUTCOME_WALL_TIME, ExecResult, OutputCollector,
+                       classify)
 
 ROLE_AGENT = "agent"
 ROLE_GRADER = "grader"  # runs the bundle's grader: sees the private answers, never runs the agent's code
 ROLE_SUBMISSION = "submission"  # runs the agent's code for a grader that grades by behaviour: no answers
-
-# How long a sandbox outlives its wall budget before it ends itself, whatever became of the process
-# that started it (the host watchdog acts first; this covers a driver killed or lost).
-DEADLINE_GRACE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -89,66 +82,6 @@ class SandboxSpec:
         return self.limits.wall_seconds + DEADLINE_GRACE_SECONDS
 
 
-@dataclass
-class ExecResult:
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    outcome: str
-    duration_s: float
-    stdout_bytes: int = 0
-    stderr_bytes: int = 0
-    raw_stdout: bytes = field(default=b"", repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome == OUTCOME_OK
-
-    def to_record(self, max_chars: int = 4000) -> dict[str, Any]:
-        return {"exit_code": self.exit_code, "outcome": self.outcome,
-                "duration_s": round(self.duration_s, 4), "stdout": self.stdout[:max_chars],
-                "stderr": self.stderr[:max_chars], "stdout_bytes": self.stdout_bytes,
-                "stderr_bytes": self.stderr_bytes}
-
-
-class OutputCollector:
-    """Keeps at most `cap` bytes of stdout+stderr together and says when the cap is exceeded."""
-
-    def __init__(self, cap: int):
-        self.cap = cap
-        self.kept = {1: bytearray(), 2: bytearray()}
-        self.seen = {1: 0, 2: 0}
-
-    @property
-    def total(self) -> int:
-        return self.seen[1] + self.seen[2]
-
-    @property
-    def exceeded(self) -> bool:
-        return self.total > self.cap
-
-    def feed(self, stream: int, data: bytes) -> bool:
-        room = self.cap - len(self.kept[1]) - len(self.kept[2])
-        if room > 0:
-            self.kept[stream] += data[:room]
-        self.seen[stream] += len(data)
-        return self.exceeded
-
-    def raw(self, stream: int) -> bytes:
-        return bytes(self.kept[stream])
-
-    def result(self, exit_code: int | None, outcome: str, duration_s: float) -> "ExecResult":
-        return ExecResult(exit_code=exit_code, stdout=self.text(1), stderr=self.text(2),
-                          outcome=outcome, duration_s=duration_s, stdout_bytes=self.seen[1],
-                          stderr_bytes=self.seen[2], raw_stdout=self.raw(1))
-
-    def text(self, stream: int) -> str:
-        body = self.kept[stream].decode("utf-8", errors="replace")
-        if self.exceeded and self.seen[stream] > len(self.kept[stream]):
-            body += f"\n[ctxeval: output capped at {self.cap} bytes; {self.seen[stream]} bytes produced]"
-        return body
-
-
 # One line per file, "<sha256>  ./<path>", sorted by path: the same on host and in any sandbox.
 DIGEST_COMMAND = ('cd "$CTXEVAL_WORKSPACE" && find . -type f -print0 | LC_ALL=C sort -z '
                   '| xargs -0 -r sha256sum')
@@ -183,26 +116,6 @@ def folder_digest(folder: Path) -> str:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
-def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
-             memory_killed: bool = False, pids_limited: bool = False, stderr: bytes | None = None) -> str:
-    """One outcome per exec, most specific first."""
-    if memory_killed:
-        return OUTCOME_MEMORY_KILLED
-    if pids_limited:
-        return OUTCOME_PIDS_LIMIT
-    if capped:
-        return OUTCOME_OUTPUT_CAPPED
-    if timed_out:
-        return OUTCOME_TIMEOUT
-    if exit_code == 0:
-        return OUTCOME_OK
-    if exit_code is not None and exit_code in (137, -9):
-        return OUTCOME_KILLED
-    if stderr is not None and DISK_FULL_MESSAGE in stderr:
-        return OUTCOME_DISK_FULL
-    return OUTCOME_NONZERO_EXIT
-
-
 def tar_of_folder(folder: Path) -> bytes:
     """An in-memory tar of a folder's contents (names relative to it), for workspace restore."""
     buffer = io.BytesIO()
@@ -219,7 +132,7 @@ _LIVE_LOCK = threading.Lock()
 def live_sandboxes(run_id: str | None = None) -> list["Sandbox"]:
     """The sandboxes this process started and has not stopped (of one run, with `run_id`)."""
     with _LIVE_LOCK:
-        return [s for s in _LIVE if run_id is None or s.spec.labels.get("ctxeval.run") == run_id]
+        return [s for s in _LIVE if run_id is None or s.spec.labels.get(LABEL_RUN) == run_id]
 
 
 def stop_sandboxes(run_id: str | None = None) -> int:
@@ -235,17 +148,52 @@ def stop_sandboxes(run_id: str | None = None) -> int:
     return stopped
 
 
-class Sandbox(abc.ABC):
-    """A started environment the agent acts in. Backends: docker (isolated), local (not)."""
+@dataclass(frozen=True)
+class SandboxOptions:
+    """A provider's options: none here. A provider that takes some names its own subclass in
+    `Sandbox.options_type`; registry.options_from_mapping checks a mapping against its fields."""
 
-    backend: str = "abstract"
-    isolated: bool = False
+
+class Sandbox(abc.ABC):
+    """A started environment the agent acts in; one subclass per provider (docker, local, ...)."""
+
+    backend: ClassVar[str] = "abstract"
+    """The provider's name, as results and events record it."""
+    isolated: ClassVar[bool] = False
+    """The agent's code cannot reach the host's files, processes or network."""
+    needs_image: ClassVar[bool] = False
+    """Sandboxes start from the bundle's image (`spec.image`): the evaluator builds it first."""
+    supports_runtime: ClassVar[bool] = False
+    """Takes an OCI runtime such as runsc (gVisor) as the option `runtime` (`ctxeval run --runtime`)."""
+    options_type: ClassVar[type[SandboxOptions]] = SandboxOptions
+    """The dataclass of the options this provider takes."""
+    unavailable_hint: ClassVar[str] = "it is not available on this machine"
+    """Why `available()` said no, for the error that names the provider."""
     workspace_path: str = "/workspace"
 
-    def __init__(self, spec: SandboxSpec):
+    def __init__(self, spec: SandboxSpec, options: SandboxOptions | None = None):
         self.spec = spec
+        self.options = options if options is not None else self.options_type()
         self.started_at: float | None = None
         self.events: list[dict[str, Any]] = []  # what the sandbox itself did (quiesce, watchdog, ...)
+
+    # the provider, before any sandbox
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this machine can start sandboxes of this provider now (e.g. an engine answers)."""
+        return True
+
+    @classmethod
+    def leftovers(cls, exclude_run: str | None = None) -> list[Leftover]:
+        """What sandboxes of this provider left behind (but those of `exclude_run`)."""
+        return []
+
+    @classmethod
+    def cleanup_leftovers(cls, run_id: str | None = None, expired_only: bool = False) -> CleanupReport:
+        """Remove what sandboxes of one run (of every run without `run_id`; only those past their
+        deadline with `expired_only`) left behind. Nothing to do for a provider whose sandboxes
+        go with the process that started them."""
+        return CleanupReport([], [])
 
     # lifecycle
     @abc.abstractmethod
@@ -277,8 +225,9 @@ class Sandbox(abc.ABC):
     def copy_out(self, dest: Path, limits: ArtefactLimits = ArtefactLimits(),
                  priority: Iterable[str] = ()) -> ArtefactCopy:
         """Copy the workspace's regular files and folders to a host folder within `limits`
-        (nothing else, never through the sandbox's own programs). Quiesces first: after a copy-out
-        nothing of the agent's runs in the sandbox until `reset`."""
+        (nothing else, never through the sandbox's own programs), `priority` paths first; the
+        returned record lists what was copied and what was skipped or refused, and why. Quiesces
+        first: after a copy-out nothing of the agent's runs in the sandbox until `reset`."""
 
     @abc.abstractmethod
     def export(self, scratch: Scratch, dest: Path, limits: ArtefactLimits = ArtefactLimits()) -> ArtefactCopy:
@@ -319,7 +268,13 @@ class Sandbox(abc.ABC):
         with _LIVE_LOCK:
             _LIVE.discard(self)
 
+    def alive(self) -> bool:
+        """Whether the sandbox still exists (a provider whose sandboxes can be removed from outside,
+        e.g. by an engine restart, says so: the episode is then run again, not graded as empty)."""
+        return True
+
     def describe(self) -> dict[str, Any]:
+        """What events record about this sandbox (never a secret)."""
         return {"backend": self.backend, "isolated": self.isolated, "image": self.spec.image,
                 "role": self.spec.role}
 

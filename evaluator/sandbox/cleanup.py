@@ -1,4 +1,5 @@
-"""Finding and removing containers ctxeval left behind, by label.
+"""Finding and removing containers ctxeval left behind, by label: the docker provider's
+`leftovers` and `cleanup_leftovers`, and the records every provider's versions return.
 
 Every sandbox normally ends itself (its PID 1 exits when the process that started it goes away,
 or at its deadline, and the engine removes it with its volumes). What remains is what an engine
@@ -12,17 +13,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .docker import LABEL_DEADLINE, LABEL_MANAGED, LABEL_RUN
+from .defaults import LABEL_DEADLINE, LABEL_MANAGED, LABEL_RUN
 
 
 @dataclass
 class CleanupReport:
+    """What a cleanup removed: sandboxes (containers, for docker) and volumes, by name."""
+
     containers: list[str]
     volumes: list[str]
 
 
 @dataclass(frozen=True)
 class Leftover:
+    """One sandbox a provider holds: its name, its run, its state, when it ends itself."""
+
     name: str
     run: str | None
     status: str

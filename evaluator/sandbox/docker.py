@@ -21,33 +21,32 @@ import secrets
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import SandboxError
+from . import cleanup
 from .artefacts import ArtefactCopy, ArtefactLimits, copy_tar_stream, tar_for_upload
-from .base import (OUTCOME_NONZERO_EXIT, OUTCOME_PIDS_LIMIT, OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT,
-                   OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec, Scratch,
-                   classify, tar_of_folder)
-from .exec_stream import ExecPump
+from .base import ROLE_GRADER, Sandbox, SandboxOptions, SandboxSpec, Scratch, tar_of_folder
+from .defaults import (AGENT_UID, AGENT_USER, LABEL_DEADLINE, LABEL_EPISODE, LABEL_MANAGED,  # noqa: F401
+                       LABEL_ROLE, LABEL_RUN, MAX_FILE_BYTES, NETWORK_MODE, NOFILE_LIMIT, OUTPUT_MOUNT)
+from .exec_stream import ExecPump, feed_stdin
 from .inside import (EXEC_HELPER_BOOTSTRAP, EXEC_HELPER_ENV, SUPERVISOR_BOOTSTRAP, source,
                      supervisor_preamble)
+from .outcomes import (OUTCOME_NONZERO_EXIT, OUTCOME_PIDS_LIMIT, OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT,
+                       OUTCOME_WALL_TIME, ExecResult, OutputCollector, classify)
 from .staging import stage
 from .supervisor_channel import SupervisorChannel
 
-# Secure defaults, all applied to every container.
-AGENT_UID = 1000
-AGENT_USER = f"{AGENT_UID}:{AGENT_UID}"
+# Secure defaults, all applied to every container (with those of defaults.py).
 SUPERVISOR_USER = "0:0"  # PID 1 and the exec helpers; see SUPERVISOR_CAPS
 CAP_DROP = ["ALL"]
 # What PID 1 and the exec helpers need: end the agent's processes (KILL), start commands as the
 # agent (SETUID, SETGID) with an empty bounding set (SETPCAP). The agent's processes hold none.
 SUPERVISOR_CAPS = ["KILL", "SETUID", "SETGID", "SETPCAP"]
-NETWORK_MODE = "none"
 SECURITY_OPT = ["no-new-privileges:true"]
 SHM_SIZE = "64m"
-NOFILE_LIMIT = 4096
-MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file over 1 GiB
 LOG_DRIVER = "json-file"
 LOG_OPTIONS = {"max-size": "1m", "max-file": "1"}  # the engine's log of a container: 1 MiB at most
 EXEC_GRACE_SECONDS = 5.0  # past an exec's timeout: then kill every agent process; as long again: give up
@@ -59,13 +58,6 @@ TOOLS_MOUNT = "/opt/ctxeval/tools"
 DATA_MOUNT = "/data"
 GRADER_MOUNT = "/grader"
 PRIVATE_MOUNT = "/private"
-OUTPUT_MOUNT = "/output"
-
-LABEL_MANAGED = "ctxeval.managed"
-LABEL_RUN = "ctxeval.run"
-LABEL_EPISODE = "ctxeval.episode"
-LABEL_ROLE = "ctxeval.role"
-LABEL_DEADLINE = "ctxeval.deadline"  # UNIX time at which the sandbox ends itself
 
 # Reset, as the agent's uid once PID 1 has killed every agent process: clear temp space and the
 # workspace, unpack the starter from stdin.
@@ -84,18 +76,39 @@ def _tmpfs_volume(mount: str, size_mb: int, owner: int, read_only: bool = False)
     return Mount(mount, None, type="volume", read_only=read_only, driver_config=DriverConfig("local", options))
 
 
+def docker_engine_answers() -> bool:
+    try:
+        import docker
+        docker.from_env(timeout=5).ping()
+        return True
+    except Exception:
+        return False
+
+
+@dataclass(frozen=True)
+class DockerOptions(SandboxOptions):
+    runtime: str | None = None
+    """The OCI runtime of every container, e.g. runsc (gVisor); None: the engine's default (runc)."""
+    client: Any = field(default=None, repr=False, compare=False)
+    """A docker.DockerClient to use instead of docker.from_env() (tests share one)."""
+
+
 class DockerSandbox(Sandbox):
     backend = "docker"
     isolated = True
+    needs_image = True
+    supports_runtime = True
+    options_type = DockerOptions
+    unavailable_hint = "no Docker engine answers (is the daemon running and DOCKER_HOST right?)"
     workspace_path = WORKSPACE_MOUNT
 
-    def __init__(self, spec: SandboxSpec, client: Any = None, runtime: str | None = None):
-        super().__init__(spec)
-        if client is None:
+    def __init__(self, spec: SandboxSpec, options: DockerOptions | None = None):
+        super().__init__(spec, options)
+        self.client = self.options.client
+        if self.client is None:
             import docker
-            client = docker.from_env(timeout=120)
-        self.client = client
-        self.runtime = runtime
+            self.client = docker.from_env(timeout=120)
+        self.runtime = self.options.runtime
         self.container: Any = None
         self.channel: SupervisorChannel | None = None
         self.deadline: float | None = None
@@ -103,7 +116,18 @@ class DockerSandbox(Sandbox):
         self.removed = False
         self._watchdog: threading.Timer | None = None
         self.wall_expired = False
-        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    def available(cls) -> bool:
+        return docker_engine_answers()
+
+    @classmethod
+    def leftovers(cls, exclude_run: str | None = None) -> list[cleanup.Leftover]:
+        return cleanup.leftovers(exclude_run=exclude_run)
+
+    @classmethod
+    def cleanup_leftovers(cls, run_id: str | None = None, expired_only: bool = False) -> cleanup.CleanupReport:
+        return cleanup.cleanup(run_id=run_id, expired_only=expired_only)
 
     # -- configuration -----------------------------------------------------------------------------
     def _labels(self) -> dict[str, str]:
@@ -269,7 +293,7 @@ class DockerSandbox(Sandbox):
         except Exception as exc:
             return self._not_started(collector, started, exc)
         raw: socket.socket = getattr(sock, "_sock", sock)
-        threading.Thread(target=_feed_stdin, args=(raw, stdin or b""), daemon=True).start()
+        threading.Thread(target=feed_stdin, args=(raw, stdin or b""), daemon=True).start()
         pump = ExecPump(raw, collector, nonce)
         pump.run(started + timeout + EXEC_GRACE_SECONDS, self._escalate, EXEC_GRACE_SECONDS)
         raw.close()
@@ -378,12 +402,3 @@ class DockerSandbox(Sandbox):
         info = super().describe()
         info.update(container=getattr(self.container, "name", None), runtime=self.runtime or "runc")
         return info
-
-
-def _feed_stdin(raw: socket.socket, data: bytes) -> None:
-    try:
-        if data:
-            raw.sendall(data)
-        raw.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass

@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any, Callable
 
-from .base import OutputCollector
+from .outcomes import OutputCollector
 
 MARK = b"\x1ectxeval-exec "
 FRAME_HEADER = 8
@@ -109,3 +109,13 @@ class ExecPump:
             if stream in (1, 2) and payload:
                 self.collector.feed(stream, payload)
         return buffer
+
+
+def feed_stdin(raw: socket.socket, data: bytes) -> None:
+    """Send an exec's stdin, then close our half of the socket (the command sees EOF)."""
+    try:
+        if data:
+            raw.sendall(data)
+        raw.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -16,25 +16,31 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Iterable
 
 from .artefacts import ArtefactCopy, ArtefactLimits, copy_folder
-from .base import (OUTCOME_WALL_TIME, ROLE_GRADER, ExecResult, OutputCollector, Sandbox, SandboxSpec, Scratch,
-                   classify)
+from .base import ROLE_GRADER, Sandbox, SandboxOptions, SandboxSpec, Scratch
+from .defaults import MAX_FILE_BYTES
+from .outcomes import OUTCOME_WALL_TIME, ExecResult, OutputCollector, classify
 
-MAX_FILE_BYTES = 1024 * 1024 * 1024
 SANDBOX_ENV = "CTXEVAL_LOCAL_SANDBOX"
 KILL_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class LocalOptions(SandboxOptions):
+    """The local provider takes no option (no runtime: there is no container)."""
 
 
 class LocalSandbox(Sandbox):
     backend = "local"
     isolated = False
+    options_type = LocalOptions
 
-    def __init__(self, spec: SandboxSpec):
-        super().__init__(spec)
+    def __init__(self, spec: SandboxSpec, options: LocalOptions | None = None):
+        super().__init__(spec, options)
         self.root: Path | None = None
         self.workspace: Path | None = None
         self.tmp: Path | None = None
@@ -80,6 +86,9 @@ class LocalSandbox(Sandbox):
     def kill_agent(self) -> bool:
         self._kill_all()
         return True
+
+    def alive(self) -> bool:
+        return self.root is not None  # started and not stopped: nothing outside removes it
 
     def stop(self) -> None:
         self._unregister()

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .. import settings
 from ..errors import CtxevalError
 from ..hashing import hash_tree
 
@@ -30,7 +31,7 @@ _staged: dict[tuple[str, tuple], Path] = {}
 
 
 def stage_root() -> Path:
-    configured = os.environ.get(MOUNT_ROOT_ENV)
+    configured = settings.get(MOUNT_ROOT_ENV)
     root = Path(configured) if configured else Path(tempfile.gettempdir()) / f"ctxeval-mounts-{os.getuid()}"
     try:
         root.mkdir(mode=ROOT_MODE, parents=True, exist_ok=True)

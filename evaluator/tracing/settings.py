@@ -1,18 +1,16 @@
 """Where Phoenix is, if anywhere: `--phoenix URL`, else the environment, else a `.env` file.
 
-| variable                    | meaning                                            | default   |
-|-----------------------------|----------------------------------------------------|-----------|
-| PHOENIX_COLLECTOR_ENDPOINT  | Phoenix (or any OTLP/HTTP collector) base URL      | — (off)   |
-| PHOENIX_API_KEY             | sent as a bearer token (Phoenix Cloud, auth)       | —         |
-| PHOENIX_PROJECT_NAME        | the Phoenix project the spans land in              | ctxeval   |
-| CTXEVAL_OTLP_TIMEOUT        | seconds one export may take before it is dropped   | 10        |
+Read through evaluator/settings.py: PHOENIX_COLLECTOR_ENDPOINT (the collector; unset: no export),
+PHOENIX_API_KEY, PHOENIX_PROJECT_NAME and CTXEVAL_OTLP_TIMEOUT (the table is there and in the README).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_PROJECT = "ctxeval"
-DEFAULT_EXPORT_TIMEOUT_SECONDS = 10.0
+from .. import settings as ctxeval_settings
+
+DEFAULT_PROJECT: str = ctxeval_settings.default("PHOENIX_PROJECT_NAME")
+DEFAULT_EXPORT_TIMEOUT_SECONDS: float = ctxeval_settings.default("CTXEVAL_OTLP_TIMEOUT")
 TRACES_PATH = "/v1/traces"
 
 
@@ -40,14 +38,11 @@ def traces_endpoint(url: str) -> str:
 
 def phoenix_settings(flag: str | None = None, project_name: str | None = None) -> PhoenixSettings | None:
     """The Phoenix to export to, or None when none is configured."""
-    from ..models.settings import dotenv_settings, setting  # the same .env rules as the API keys
-    dotenv = dotenv_settings()
-    endpoint = flag or setting("PHOENIX_COLLECTOR_ENDPOINT", dotenv=dotenv)
+    get = ctxeval_settings.get
+    endpoint = flag or get("PHOENIX_COLLECTOR_ENDPOINT")
     if not endpoint:
         return None
-    timeout = setting("CTXEVAL_OTLP_TIMEOUT", dotenv=dotenv)
-    return PhoenixSettings(
-        endpoint=traces_endpoint(endpoint),
-        project_name=project_name or setting("PHOENIX_PROJECT_NAME", DEFAULT_PROJECT, dotenv=dotenv) or DEFAULT_PROJECT,
-        api_key=setting("PHOENIX_API_KEY", dotenv=dotenv),
-        export_timeout_seconds=float(timeout) if timeout else DEFAULT_EXPORT_TIMEOUT_SECONDS)
+    return PhoenixSettings(endpoint=traces_endpoint(endpoint),
+                           project_name=project_name or get("PHOENIX_PROJECT_NAME"),
+                           api_key=get("PHOENIX_API_KEY"),
+                           export_timeout_seconds=get("CTXEVAL_OTLP_TIMEOUT"))

@@ -15,14 +15,18 @@ two commands and the table (rich when importable, plain ASCII when not).
 grade.json: one entry per check in `checks` ({name, passed, reason}), score = fraction of checks
 passed, valid = true whenever the checks could run (a broken submission fails checks; it is not
 invalid). Exits non-zero only when it cannot grade at all (missing environment, data or run
-results: a bundle or evaluator bug).
+results: a bundle or evaluator bug). Reading the environment, writing the output files and the exit
+codes are ctxeval's grading helper's ($CTXEVAL_GRADING_LIB/ctxeval_grading.py).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from profiler_grader import check, plan
+sys.path.insert(0, os.environ["CTXEVAL_GRADING_LIB"])
+import ctxeval_grading as grading  # noqa: E402
+from profiler_grader import check, plan  # noqa: E402
 
 MODES = {"plan": plan.main, "check": check.main}
 DEFAULT_MODE = "check"
@@ -36,8 +40,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except Exception as exc:  # noqa: BLE001 - a grader failure, not a bad submission
-        print(f"grade.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
+    grading.run(lambda: main(sys.argv[1:]))

@@ -11,20 +11,23 @@ metric). details: RMSLE per target, the bandgap MAE, the row count and the Kaggl
 An unusable submission is graded `valid: false` with a reason, and the grader still exits 0;
 it exits non-zero only when it cannot grade at all (missing environment or private answers:
 a bundle or evaluator bug). It only scores; whether the score is a success is decided by the
-evaluator. Importable: grade(submission_path, answers_path) -> the grade dict.
+evaluator. Importable: grade(submission_path, answers_path) -> the grade dict. Reading the
+environment and the submission safely, grade.json and the exit codes are ctxeval's grading
+helper's ($CTXEVAL_GRADING_LIB/ctxeval_grading.py).
 """
 
 from __future__ import annotations
 
 import csv
-import errno
-import json
 import math
 import os
-import stat
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, os.environ["CTXEVAL_GRADING_LIB"])
+import ctxeval_grading as grading  # noqa: E402
+from ctxeval_grading import GraderError, InvalidSubmission, env_path  # noqa: E402
 
 SUBMISSION_FILE = "submission.csv"
 ANSWERS_FILE = "test.csv"
@@ -40,17 +43,6 @@ GOLD_THRESHOLD = 0.05589
 SILVER_THRESHOLD = 0.06229
 BRONZE_THRESHOLD = 0.06582
 MEDIAN_THRESHOLD = 0.06988
-
-
-class InvalidSubmission(Exception):
-    """The submission cannot be scored; the message is the reason shown to the user."""
-
-
-def env_path(name: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        raise RuntimeError(f"environment variable {name} is not set")
-    return Path(value)
 
 
 def medal(score: float) -> str:
@@ -70,7 +62,7 @@ def read_answers(path: Path) -> dict[int, tuple[float, float]]:
     with path.open(newline="") as handle:
         answers = {int(row[ID]): tuple(float(row[t]) for t in TARGETS) for row in csv.DictReader(handle)}
     if not answers:
-        raise RuntimeError(f"the private answers {path} are empty")
+        raise GraderError(f"the private answers {path} are empty")
     return answers  # type: ignore[return-value]
 
 
@@ -101,39 +93,10 @@ def parse_value(text: str, column: str, where: str) -> float:
     return number
 
 
-def read_submission_text(path: Path, max_bytes: int) -> str:
-    """The submission's text, read through one descriptor opened without following a link or
-    blocking on a FIFO, and checked on that descriptor (no window between a check and the open)."""
-    name = path.name
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise InvalidSubmission(f"{name} not found in the workspace") from None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the workspace is the agent's: a link could point at the answers
-            raise InvalidSubmission(f"{name} is a symbolic link; it must be a regular file") from None
-        raise InvalidSubmission(f"{name} cannot be opened ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidSubmission(f"{name} is not a regular file")
-        if info.st_size > max_bytes:
-            raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise InvalidSubmission(f"{name} is larger than {max_bytes} bytes")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidSubmission(f"{name} is not UTF-8 text") from None
-
-
 def read_submission(path: Path) -> dict[int, tuple[float, float]]:
     """Read the submission as {id: (formation, bandgap)}; raise InvalidSubmission with a clear reason."""
     name = path.name
-    if path.is_symlink():  # said early for a clear message; the open below is what enforces it
-        raise InvalidSubmission(f"{name} is a symbolic link; it must be a regular file")
-    text = read_submission_text(path, MAX_BYTES)
+    text = grading.read_submission(path, MAX_BYTES)
     reader = csv.reader(text.splitlines())
     header = [h.strip() for h in next(reader, [])]
     missing = [c for c in (ID, *TARGETS) if c not in header]
@@ -194,8 +157,7 @@ def score_rows(submission: dict[int, tuple[float, float]], answers: dict[int, tu
 
 
 def result(valid: bool, score: float | None, reason: str | None, details: dict[str, Any]) -> dict[str, Any]:
-    return {"schema_version": 1, "valid": valid, "score": score, "metric": METRIC,
-            "reason": reason, "details": details}
+    return grading.make_grade(METRIC, valid, score, reason, details)
 
 
 def grade(submission_path: Path | str, answers_path: Path | str) -> dict[str, Any]:
@@ -207,18 +169,12 @@ def grade(submission_path: Path | str, answers_path: Path | str) -> dict[str, An
         return result(False, None, str(exc), {"n_test": len(answers), "n_rows": None})
 
 
-def main() -> int:
-    workspace, private, output = (env_path(n) for n in ("CTXEVAL_WORKSPACE", "CTXEVAL_PRIVATE", "CTXEVAL_OUTPUT"))
-    outcome = grade(workspace / SUBMISSION_FILE, private / ANSWERS_FILE)
-    tmp = output / ".grade.json.tmp"
-    tmp.write_text(json.dumps(outcome, indent=2) + "\n")
-    os.replace(tmp, output / "grade.json")
-    return 0
+def grade_workspace() -> dict[str, Any]:
+    """The grade of $CTXEVAL_WORKSPACE/submission.csv against $CTXEVAL_PRIVATE/test.csv."""
+    workspace, private = env_path("CTXEVAL_WORKSPACE"), env_path("CTXEVAL_PRIVATE")
+    env_path("CTXEVAL_OUTPUT")  # before any work: without it nothing can be graded
+    return grade(workspace / SUBMISSION_FILE, private / ANSWERS_FILE)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Exception as exc:  # noqa: BLE001 - a grader failure, not a bad submission
-        print(f"grade.py: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
+    grading.main(grade_workspace, METRIC)

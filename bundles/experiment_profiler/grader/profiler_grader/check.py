@@ -3,12 +3,12 @@ submission), and grade.json."""
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Callable
 
+import ctxeval_grading as grading
+
 from . import cli_checks, run_checks
-from .common import METRIC, PACKAGE, GraderError, env_path
+from .common import METRIC, PACKAGE, GraderError
 from .context import Context, load_context
 
 Check = Callable[[Context], "str | None"]
@@ -30,7 +30,6 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("invalid_config_rejected", cli_checks.check_invalid_config),
 )
 CHECK_NAMES = tuple(name for name, _ in CHECKS)
-GRADE_FILE = "grade.json"
 
 
 def run_check(ctx: Context, name: str, fn: Check) -> dict[str, Any]:
@@ -49,21 +48,15 @@ def grade() -> dict[str, Any]:
     checks = [run_check(ctx, name, fn) for name, fn in CHECKS]
     passed = sum(c["passed"] for c in checks)
     failed = [c["name"] for c in checks if not c["passed"]]
-    return {
-        "schema_version": 1, "valid": True, "score": round(passed / len(checks), 6), "metric": METRIC,
-        "reason": (f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed)}" if failed else None),
-        "checks": checks,
-        "details": {"checks_passed": passed, "checks_total": len(checks),
-                    "expected_metrics": {k: round(v, 6) for k, v in ctx.expected.metrics.items()},
-                    "workspace_has_package": (ctx.workspace / PACKAGE / "__init__.py").is_file(),
-                    "commands": {name: r.outcome if r.ran else "not_run" for name, r in ctx.results.items()}},
-    }
+    reason = f"{len(failed)} of {len(checks)} checks failed: {', '.join(failed)}" if failed else None
+    details = {"checks_passed": passed, "checks_total": len(checks),
+               "expected_metrics": {k: round(v, 6) for k, v in ctx.expected.metrics.items()},
+               "workspace_has_package": (ctx.workspace / PACKAGE / "__init__.py").is_file(),
+               "commands": {name: r.outcome if r.ran else "not_run" for name, r in ctx.results.items()}}
+    return grading.make_grade(METRIC, True, round(passed / len(checks), 6), reason, details, checks=checks)
 
 
 def main() -> int:
-    output = env_path("CTXEVAL_OUTPUT")
-    outcome = grade()
-    tmp = output / f".{GRADE_FILE}.tmp"
-    tmp.write_text(json.dumps(outcome, indent=2) + "\n")
-    os.replace(tmp, output / GRADE_FILE)
+    grading.env_path("CTXEVAL_OUTPUT")  # before any work: without it nothing can be graded
+    grading.write_grade(grade())
     return 0

@@ -3,9 +3,11 @@ of the inputs and outputs of the commands run in the submission sandbox."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+# ctxeval's grading helper (grade.py puts it on sys.path); the other modules import these two from here
+from ctxeval_grading import GraderError, env_path  # noqa: F401
 
 METRIC = "checks_passed"
 PACKAGE = "experiment_profiler"
@@ -68,17 +70,6 @@ INVALID_MANIFEST: dict[str, Any] = {
              {"id": "broken", "enabled": True, "prompts": ["moon_landing", INVALID_PROMPT]}],
 }
 MANIFESTS = {SECOND_MANIFEST: VARIANT_MANIFEST, INVALID_CONFIG: INVALID_MANIFEST}
-
-
-class GraderError(RuntimeError):
-    """The grader cannot run (environment or data problem): not the submission's fault."""
-
-
-def env_path(name: str) -> Path:
-    value = os.environ.get(name)
-    if not value:
-        raise GraderError(f"environment variable {name} is not set")
-    return Path(value)
 
 
 def public_data() -> Path:

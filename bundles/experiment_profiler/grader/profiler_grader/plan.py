@@ -14,12 +14,12 @@ only: they differ between the Docker and the local backend.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 from pathlib import Path
 from typing import Any
 
+import ctxeval_grading as grading
 import yaml
 
 from .common import (COMMAND_OUTPUT_BYTES, COMMAND_TIMEOUT_SECONDS, DATASET_FILE, HELP_COMMANDS, IMPORTS,
@@ -126,7 +126,5 @@ def main() -> int:
     shutil.rmtree(inputs, ignore_errors=True)
     write_inputs(inputs, data)
     plan = {"schema_version": 1, "commands": [plan_entry(name, command) for name, command in commands()]}
-    tmp = output / f".{PLAN_FILE}.tmp"
-    tmp.write_text(json.dumps(plan, indent=2) + "\n")
-    os.replace(tmp, output / PLAN_FILE)
+    grading.write_output(PLAN_FILE, plan)
     return 0

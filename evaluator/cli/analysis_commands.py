@@ -1,4 +1,4 @@
-"""`ctxeval compare` and `ctxeval report`. Heavy imports stay inside the command bodies."""
+"""`ctxeval compare` and `ctxeval report`: statistics and plots of finished runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,9 @@ from typing import Any, Optional
 
 import typer
 
-RUNS_HELP = "run folders or run ids under the runs folder ($CTXEVAL_RUNS_DIR or runs/); results are pooled"
+from .common import console, handles_errors, warn
+
+RUNS_HELP = "run folders or run ids under the runs folder (CTXEVAL_RUNS_DIR, from the environment or .env, else runs/); results are pooled"
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -63,7 +65,7 @@ def _arms_table(document: dict[str, Any], varying: list[str], where: str):
 def _pairs_table(document: dict[str, Any], varying: list[str], probes: bool):
     from rich.table import Table
 
-    from .compare import verdict
+    from ..analysis.compare import verdict
     pairs = Table(title=f"paired by seed, a − b; p-values adjusted with {document['correction']}",
                   title_justify="left")
     for header in (*varying, "a", "b", "pairs", "score a − b", "p score (adj)", "success a/b",
@@ -101,63 +103,54 @@ def print_tables(document: dict[str, Any]) -> None:
 
 
 def _load_all(runs: list[str]):
-    from .loading import load_run
+    from ..analysis.loading import load_run
     return [load_run(run) for run in runs]
 
 
-def _warn(warnings: list[str]) -> None:
-    from rich.markup import escape
+@handles_errors
+def compare(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
+            out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here (default: "
+                                                                  "<run_dir>/compare.json for a single run)"),
+            as_json: bool = typer.Option(False, "--json", help="print the JSON document instead of tables"),
+            policy: Optional[list[str]] = typer.Option(None, "--policy", help="compare only these policies "
+                                                       "(repeat; the Holm family is their comparisons)"),
+            ) -> None:
+    """Per-arm statistics and paired policy comparisons (by seed, Holm-corrected) of one or more runs."""
+    import json
+    import sys
 
-    from ..cli import _console
-    for warning in warnings:
-        _console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    from ..analysis.compare import compare_runs, write_compare
+    loaded = _load_all(runs)
+    document = compare_runs(loaded, policy)
+    target = out or (loaded[0].run_dir / "compare.json" if len(loaded) == 1 else None)
+    if target is not None:
+        write_compare(document, target)
+    for warning in document["warnings"]:
+        warn(warning)
+    if as_json:
+        typer.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        print_tables(document)
+    sys.stdout.flush()  # the closing note goes to stderr: keep it after the tables
+    console().print(f"wrote {target}" if target else "not written: several runs, name a file with --out",
+                    highlight=False, markup=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def compare(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
-                out: Optional[Path] = typer.Option(None, "--out", help="write compare.json here (default: "
-                                                                      "<run_dir>/compare.json for a single run)"),
-                as_json: bool = typer.Option(False, "--json", help="print the JSON document instead of tables"),
-                policy: Optional[list[str]] = typer.Option(None, "--policy", help="compare only these policies "
-                                                           "(repeat; the Holm family is their comparisons)"),
-                ) -> None:
-        """Per-arm statistics and paired policy comparisons (by seed, Holm-corrected) of one or more runs."""
-        from ..cli import _console, _guard
+@handles_errors
+def report(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
+           out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <first run>/report/)"),
+           ) -> None:
+    """A self-contained HTML report (tables, run metadata, plots) and the plots as PNGs."""
+    from ..analysis.plots import PLOTS
+    from ..analysis.policy_plots import POLICY_PLOTS
+    from ..analysis.report import write_report
+    loaded = _load_all(runs)
+    for run in loaded:
+        for reason in run.invalid:
+            warn(f"{run.run_id}: invalid result {reason}")
+    path = write_report(loaded, out or loaded[0].run_dir / "report")
+    plots = [f"{name}.png" for name in (*PLOTS, *POLICY_PLOTS) if (path.parent / f"{name}.png").is_file()]
+    console().print(f"wrote {path} (plots: {', '.join(plots)})", highlight=False, markup=False)
 
-        def body():
-            import json
-            import sys
-            from .compare import compare_runs, write_compare
-            loaded = _load_all(runs)
-            document = compare_runs(loaded, policy)
-            target = out or (loaded[0].run_dir / "compare.json" if len(loaded) == 1 else None)
-            if target is not None:
-                write_compare(document, target)
-            _warn(document["warnings"])
-            if as_json:
-                typer.echo(json.dumps(document, indent=2, sort_keys=True))
-            else:
-                print_tables(document)
-            sys.stdout.flush()  # the closing note goes to stderr: keep it after the tables
-            _console().print(f"wrote {target}" if target else "not written: several runs, name a file with --out",
-                             highlight=False, markup=False)
-        _guard(body)
 
-    @app.command()
-    def report(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
-               out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <first run>/report/)"),
-               ) -> None:
-        """A self-contained HTML report (tables, run metadata, plots) and the plots as PNGs."""
-        from ..cli import _console, _guard
-
-        def body():
-            from .plots import PLOTS
-            from .policy_plots import POLICY_PLOTS
-            from .report import write_report
-            loaded = _load_all(runs)
-            _warn([f"{run.run_id}: invalid result {reason}" for run in loaded for reason in run.invalid])
-            path = write_report(loaded, out or loaded[0].run_dir / "report")
-            plots = [f"{name}.png" for name in (*PLOTS, *POLICY_PLOTS) if (path.parent / f"{name}.png").is_file()]
-            _console().print(f"wrote {path} (plots: {', '.join(plots)})", highlight=False, markup=False)
-        _guard(body)
+COMMANDS = {"compare": compare, "report": report}

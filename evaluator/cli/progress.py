@@ -5,7 +5,7 @@ import threading
 
 import typer
 
-from .runs import RunHooks, execute_jobs, run_record, summarize
+from ..runs import RunHooks, execute_jobs, run_record, summarize
 
 
 def execute_with_progress(console, settings, matrix, jobs, images) -> None:
