@@ -28,6 +28,7 @@ from .token_budget_packing import TokenBudgetPacking
 from .tool_result_clearing import ToolResultClearing
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+# evaluator package data, read (not imported): policies still sit below the evaluator
 SCHEMA_PATH = resources.files("evaluator") / "schemas" / "policy_preset.schema.json"
 CLARIFICATION = ("encourage", "neutral", "discourage")
 SOURCES = ("preset", "policy", "file")
