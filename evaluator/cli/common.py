@@ -80,7 +80,8 @@ def chosen_backend(requested: Optional[str]) -> str:
 def image_for(bundle, backend: str, base_source: str = "auto") -> tuple[str | None, str | None]:
     """(tag, input hash) of the bundle's image, built if missing; (None, None) where the backend
     runs without an image."""
-    if backend != "docker":
+    from ..sandbox import provider
+    if not provider(backend).needs_image:
         return None, None
     from ..images import ImageBuilder
     out = console()
