@@ -19,7 +19,7 @@ import _bench
 
 from evaluator.bundles import load_bundle
 from evaluator.bundles.data import prepare_data
-from evaluator.episode.runner import agent_limits
+from evaluator.episode.limits import agent_limits
 from evaluator.images import ImageBuilder
 from evaluator.sandbox import SandboxSpec, create_sandbox
 

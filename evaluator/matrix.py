@@ -6,7 +6,6 @@ episodes (same ids) without the flags being repeated.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,10 @@ from typing import Any
 from .agents import DEFAULT_MODELS, create_agent
 from .agents.base import Agent
 from .errors import CtxevalError
+from .episode_ids import episode_id, model_slug, policy_slug  # noqa: F401 (their old home)
 from .jsonschemas import read_yaml, validate
 
 FIXED_AGENTS = ("oracle", "noop", "actions")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
-
-
-def model_slug(model: str) -> str:
-    """`scripted:hill_climb` → scripted_hill_climb; `replay:/x/run1.jsonl` → replay_run1."""
-    provider, _, name = model.partition(":")
-    if provider == "replay":
-        name = Path(name).stem
-    return _UNSAFE.sub("_", f"{provider}_{name}" if name else provider).strip("_")
-
-
-def policy_slug(policy: str) -> str:
-    return _UNSAFE.sub("_", Path(policy).stem if policy.endswith((".yaml", ".yml")) else policy)
-
-
-def episode_id(bundle_id: str, described: dict[str, Any], seed: int) -> str:
-    """bundle-mode-policy-model-sN for model agents; bundle-kind-sN for fixed ones."""
-    policy = (described.get("policy") or {}).get("name")
-    model = described.get("model")
-    parts = [bundle_id, described.get("kind"), policy_slug(policy) if policy else None,
-             model_slug(model) if model else None, f"s{seed}"]
-    return "-".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

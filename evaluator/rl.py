@@ -30,7 +30,9 @@ from .episode.actions import apply_action
 from .episode.context import Budget, EpisodeContext
 from .episode.events import EventLog
 from .episode.grading import grade_artefacts
-from .episode.runner import agent_limits, check_output_file, judge
+from .episode.judging import judge
+from .episode.limits import agent_limits
+from .episode.runner import check_output_file
 from .errors import CtxevalError, EpisodeEnded, SandboxError
 from .sandbox import SandboxSpec, create_sandbox, options_for, provider
 from .sandbox.base import folder_digest

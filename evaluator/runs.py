@@ -1,28 +1,20 @@
-"""A run: a folder with its manifest (run.json), one folder per episode, traces and a summary.
+"""A run: scheduling its episodes (concurrently, up to `max_parallel`), tracing them, and the
+library's entry points. The run's folder (run.json, the lock, what a resume finds) is run_files.py's.
 
-Episodes run concurrently up to `max_parallel`. A finished episode is one whose result.json
-exists (written atomically, last); anything else found on resume is an interrupted attempt, moved
-aside under aborted/ and run again, so every episode ends up present exactly once. An episode
-that ended in status "error" (the evaluator, the sandbox or the model API failed) is run again
-on resume too, its failed attempt kept under aborted/.
+Every episode ends up present exactly once: a finished one is kept on resume, an interrupted one is
+set aside and run again, and so is one that ended in status "error" (the evaluator, the sandbox or
+the model API failed), its failed attempt kept under aborted/.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
 import platform
-import re
-import secrets
 import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from opentelemetry import trace
 
@@ -32,36 +24,23 @@ from .atomic import write_json_atomic
 from .bundles.data import PreparedData, prepare_data
 from .bundles.manifest import Bundle
 from .episode.context import Budget
-from .episode.runner import RESULT_FILE, EpisodeOptions, run_episode
+from .episode.runner import EpisodeOptions, run_episode
 from .errors import CtxevalError
 from .interrupts import EpisodeInterrupted, Interrupt, RunInterrupted, stop_signals
 from .matrix import AgentSpec, RunMatrix, episode_id
 from .paths import runs_dir
+# The run folder's names, importable from here as before (cli, check.py, tests); `_write_run_file`
+# keeps its old name because benchmarks/episode_overhead.py times it there.
+from .run_files import (ABORTED_DIR, EPISODES_DIR, LOCK_FILE, RUN_FILE, RUN_ID_PATTERN,  # noqa: F401
+                        SUMMARY_FILE, check_run_id, end_run_file, finished_result, load_run_record,
+                        new_run_id, now_stamp, read_json_object, run_lock, set_aside, set_aside_unfinished,
+                        summarize)
+from .run_files import write_run_file as _write_run_file
 from .sandbox import options_for, provider
 from .sandbox.base import stop_sandboxes
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
 
-RUN_FILE = "run.json"
-SUMMARY_FILE = "summary.json"
-LOCK_FILE = "run.lock"
-EPISODES_DIR = "episodes"
-ABORTED_DIR = "aborted"
 INTERRUPT_GRACE_SECONDS = 20.0  # how long interrupted episodes get to end once their sandboxes are gone
-RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
-
-
-def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID_PATTERN.fullmatch(run_id):
-        raise CtxevalError(f"run id {run_id!r} must match {RUN_ID_PATTERN.pattern} (letters, digits, _ . -)")
-    return run_id
 
 
 @dataclass
@@ -104,81 +83,6 @@ class RunSettings:
         return (self.root or runs_dir()) / self.run_id
 
 
-def finished_result(episode_dir: Path) -> dict[str, Any] | None:
-    path = episode_dir / RESULT_FILE
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError, OSError):  # torn, garbled or unreadable: not finished
-        return None
-    return result if isinstance(result, dict) and "episode_id" in result else None
-
-
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Deterministic for the same finished episodes, whatever order or attempts produced them."""
-    ordered = sorted(results, key=lambda r: r["episode_id"])
-
-    def block(items: list[dict[str, Any]]) -> dict[str, Any]:
-        scores = [r["score"] for r in items if r["score"] is not None]
-        return {"episodes": len(items), "successes": sum(r["success"] for r in items),
-                "errors": sum(r["status"] == "error" for r in items),
-                "mean_score": round(sum(scores) / len(scores), 10) if scores else None}
-
-    arms: dict[str, list[dict[str, Any]]] = {}
-    for result in ordered:
-        agent = result["agent"]
-        label = " ".join(str(p) for p in (result["bundle"]["id"], agent.get("mode") or agent["kind"],
-                                          agent.get("model"), (agent.get("policy") or {}).get("name")) if p)
-        arms.setdefault(label, []).append(result)
-    from .analysis.probes import summary_entry  # an arm's probe_recall block, where it had probes
-    return {**block(ordered), "episode_ids": [r["episode_id"] for r in ordered],
-            "arms": {label: {**block(items), **summary_entry(items)} for label, items in sorted(arms.items())}}
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """One process per run at a time; the kernel drops the lock when the holder dies (even SIGKILL)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CtxevalError(f"run {run_dir.name} is being executed by another process") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object from `path`, or None when it is missing, garbled or not an object."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError, OSError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _write_run_file(run_dir: Path, record: dict[str, Any]) -> None:
-    """run.json: written once, then only gains an entry per attempt (resumes)."""
-    path = run_dir / RUN_FILE
-    attempts = []
-    if path.exists():
-        previous = _read_json_object(path)
-        if previous is not None and isinstance(previous.get("attempts"), list):
-            attempts = previous["attempts"]
-    attempts.append({"started_at": _now(), "pid": os.getpid()})
-    write_json_atomic(path, {**record, "attempts": attempts})
-
-
-def _set_aside(run_dir: Path, episode_dir: Path) -> None:
-    aborted = run_dir / ABORTED_DIR / f"{episode_dir.name}-{secrets.token_hex(3)}"
-    aborted.parent.mkdir(parents=True, exist_ok=True)
-    episode_dir.rename(aborted)
-
-
 def _clean_leftovers(backend: str, run_id: str, warn: Callable[[str], None] | None) -> None:
     """Sandboxes a killed attempt of this run left behind; and a word about other runs' ones."""
     sandboxes = provider(backend)
@@ -192,21 +96,9 @@ def _clean_leftovers(backend: str, run_id: str, warn: Callable[[str], None] | No
              f"removes those, `ctxeval clean --run ID` one run's")
 
 
-def _end_run_file(run_dir: Path, status: str, signum: int | None = None) -> None:
-    """Record how this attempt ended in run.json (its last attempt entry, and the run's status)."""
-    record = _read_json_object(run_dir / RUN_FILE)
-    if record is None:
-        return
-    attempts = record.get("attempts") if isinstance(record.get("attempts"), list) else []
-    if attempts and isinstance(attempts[-1], dict):
-        attempts[-1].update(ended_at=_now(), outcome=status,
-                            **({"signal": signal.Signals(signum).name} if signum else {}))
-    write_json_atomic(run_dir / RUN_FILE, {**record, "status": status, "attempts": attempts})
-
-
 def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
     return {"schema_version": 1, "run_id": settings.run_id, "ctxeval_version": __version__,
-            "python": sys.version.split()[0], "platform": platform.platform(), "created_at": _now(),
+            "python": sys.version.split()[0], "platform": platform.platform(), "created_at": now_stamp(),
             "backend": settings.backend, "runtime": settings.runtime, "max_parallel": settings.max_parallel,
             "budget": vars(settings.budget) if settings.budget else None,
             "phoenix": settings.phoenix.describe() if settings.phoenix else None,
@@ -229,7 +121,7 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
         raise CtxevalError("two episodes of the run would share an id: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
     options_for(settings.backend, runtime=settings.runtime or None)  # an option the backend does not take: now
     with run_lock(run_dir):
-        old = _read_json_object(run_dir / RUN_FILE)
+        old = read_json_object(run_dir / RUN_FILE)
         if old is not None:
             record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
         _write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
@@ -240,9 +132,9 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
                 results = _execute(settings, jobs, hooks, tracing, interrupt)
             write_json_atomic(run_dir / SUMMARY_FILE, summarize(list(results.values())))
             if interrupt.is_set():
-                _end_run_file(run_dir, "interrupted", interrupt.signum)
+                end_run_file(run_dir, "interrupted", interrupt.signum)
                 raise RunInterrupted(interrupt.signum, settings.run_id, len(results), len(jobs))
-            _end_run_file(run_dir, "finished")
+            end_run_file(run_dir, "finished")
         except OSError as exc:  # e.g. the disk under runs/ is full: stop cleanly, resumable
             raise CtxevalError(f"cannot write under {run_dir} ({exc.strerror or exc}); finished episodes are kept: "
                                f"free space, then `ctxeval run --resume {settings.run_id}`") from exc
@@ -252,10 +144,10 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
     return [results[job.episode_id] for job in jobs]
 
 
-def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tracing: RunTracing,
-             interrupt: Interrupt) -> dict[str, dict[str, Any]]:
-    """Every finished episode's result by id (all of them, unless the run was interrupted)."""
-    run_dir = settings.run_dir
+def _resume_state(run_dir: Path, jobs: list[EpisodeJob],
+                  hooks: RunHooks) -> tuple[dict[str, dict[str, Any]], list[EpisodeJob]]:
+    """The results of the episodes a previous attempt finished, and the jobs still to run (an
+    interrupted or failed attempt of theirs set aside, so they start clean)."""
     done: dict[str, dict[str, Any]] = {}
     pending: list[EpisodeJob] = []
     for job in jobs:
@@ -269,8 +161,16 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                 hooks.on_episode(result, True)
             continue
         if episode_dir.exists():  # an interrupted attempt: keep it aside, start clean
-            _set_aside(run_dir, episode_dir)
+            set_aside(run_dir, episode_dir)
         pending.append(job)
+    return done, pending
+
+
+def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tracing: RunTracing,
+             interrupt: Interrupt) -> dict[str, dict[str, Any]]:
+    """Every finished episode's result by id (all of them, unless the run was interrupted)."""
+    run_dir = settings.run_dir
+    done, pending = _resume_state(run_dir, jobs, hooks)
     with tracing.tracing.run(settings.run_id, **{"ctxeval.episodes": len(jobs),
                                                   "ctxeval.resumed_episodes": len(done),
                                                   "ctxeval.max_parallel": settings.max_parallel}) as run_span:
@@ -298,9 +198,7 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
             if interrupt.is_set():
                 for future, job in futures.items():
                     if not future.done() or future.cancelled() or future.exception() is not None:
-                        episode_dir = run_dir / EPISODES_DIR / job.episode_id
-                        if episode_dir.exists() and finished_result(episode_dir) is None:
-                            _set_aside(run_dir, episode_dir)  # a torn attempt, as a resume would
+                        set_aside_unfinished(run_dir, job.episode_id)  # a torn attempt, as a resume would
         run_span.set_attribute("ctxeval.successes", sum(r["success"] for r in done.values()))
         if interrupt.is_set():
             run_span.set_attribute("ctxeval.interrupted", signal.Signals(interrupt.signum).name)
@@ -353,24 +251,6 @@ def matrix_jobs(matrix: RunMatrix, bundles: dict[str, Bundle], images: dict[str,
 
 def _factory(spec: AgentSpec, cassette: Path | None) -> Callable[[], Agent]:
     return lambda: spec.create(record=cassette)
-
-
-def load_run_record(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
-    if not path.exists():
-        raise CtxevalError(f"no run to resume at {run_dir} (no {RUN_FILE})")
-    record = _read_json_object(path)
-    if record is None:
-        raise CtxevalError(f"{path} is not a JSON object; the run cannot be resumed")
-    if not isinstance(record.get("matrix"), dict):
-        raise CtxevalError(f"{path} has no matrix: the run was not started by `ctxeval run` and cannot be "
-                           "resumed from the command line")
-    try:
-        RunMatrix.from_record(record["matrix"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CtxevalError(f"{path}: $.matrix is damaged ({type(exc).__name__}: {exc}); the run cannot be "
-                           "resumed") from None
-    return record
 
 
 # -- one agent over seeds (the library's simplest entry point) --------------------------------

@@ -48,28 +48,25 @@ def text(raw: Any) -> str:
     return str(raw)
 
 
-def integer(minimum: int) -> Parser:
-    def parse(raw: Any) -> int:
+def _at_least(convert: Callable[[Any], Any], minimum: float, expected: str) -> Parser:
+    """A parser: `convert` the raw value, then require it to be at least `minimum`."""
+    def parse(raw: Any) -> Any:
         try:
-            value = int(raw)
+            value = convert(raw)
         except (TypeError, ValueError):
-            raise ValueError(f"a whole number of at least {minimum}") from None
-        if value < minimum:
-            raise ValueError(f"a whole number of at least {minimum}")
+            raise ValueError(expected) from None
+        if not value >= minimum:  # also rejects nan
+            raise ValueError(expected)
         return value
     return parse
+
+
+def integer(minimum: int) -> Parser:
+    return _at_least(int, minimum, f"a whole number of at least {minimum}")
 
 
 def number(minimum: float) -> Parser:
-    def parse(raw: Any) -> float:
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"a number of at least {minimum:g}") from None
-        if not value >= minimum:  # also rejects nan
-            raise ValueError(f"a number of at least {minimum:g}")
-        return value
-    return parse
+    return _at_least(float, minimum, f"a number of at least {minimum:g}")
 
 
 def boolean(raw: Any) -> bool:
@@ -135,11 +132,12 @@ SETTINGS: Mapping[str, Setting] = _table(
     Setting("CTXEVAL_PRICES", text, None, "a YAML or JSON file of prices (USD per 1M tokens) overlaid on the built-in table",
             shown_default="built-in table"),
     # where things live (paths.py, analysis/leaderboard.py, sandbox/staging.py)
-    Setting("CTXEVAL_RUNS_DIR", text, None, "where runs are written and looked up", shown_default="`<project>/runs`"),
+    Setting("CTXEVAL_RUNS_DIR", text, None, "where runs are written and looked up",
+            shown_default="`<project>/runs` in a checkout, else `./runs`"),
     Setting("CTXEVAL_CACHE_DIR", text, None, "prepared data and other regenerable state",
             shown_default="`$XDG_CACHE_HOME/ctxeval` or `~/.cache/ctxeval`"),
     Setting("CTXEVAL_LEADERBOARD_DIR", text, None, "where accepted leaderboard submissions are stored",
-            shown_default="`<project>/leaderboard`"),
+            shown_default="`<project>/leaderboard` in a checkout, else `./leaderboard`"),
     Setting("CTXEVAL_MOUNT_ROOT", text, None, "where folders are staged (by content hash) before they are mounted into a sandbox",
             shown_default="`<tmp>/ctxeval-mounts-<uid>`"),
     # tracing (tracing/settings.py)

@@ -1,26 +1,25 @@
 """Policy configurations: presets (policies/presets/*.yaml, package data), bare policy names and YAML files.
 
 A preset names a policy, its parameters, the context budget the agent runs with and how the agent
-is told to treat clarifying questions. Files are validated against
-evaluator/schemas/policy_preset.schema.json; errors name the file and the JSON path.
+is told to treat clarifying questions. Files are read and validated against
+policies/schemas/policy_preset.schema.json by preset_files.py; errors name the file and the JSON path.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from .base import ContextPolicy
 from .common import ParameterError, ParametrizedPolicy
+from .errors import PresetError
 from .full_history import FullHistory
 from .hard_cap import SIZED_HARD_CAPS, HardCap
 from .hybrid import Hybrid
 from .llm_summary import LLMSummary
 from .observation_masking import ObservationMasking
+from .preset_files import read_preset_file
 from .retrieval import Retrieval
 from .sliding_window import SlidingWindow
 from .structured_state import StructuredState
@@ -28,23 +27,12 @@ from .token_budget_packing import TokenBudgetPacking
 from .tool_result_clearing import ToolResultClearing
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
-# evaluator package data, read (not imported): policies still sit below the evaluator
-SCHEMA_PATH = resources.files("evaluator") / "schemas" / "policy_preset.schema.json"
 CLARIFICATION = ("encourage", "neutral", "discourage")
 SOURCES = ("preset", "policy", "file")
 
 POLICIES: dict[str, type[ParametrizedPolicy]] = {cls.name: cls for cls in (
     FullHistory, SlidingWindow, ObservationMasking, ToolResultClearing, LLMSummary, StructuredState, Retrieval,
     Hybrid, TokenBudgetPacking, HardCap, *SIZED_HARD_CAPS)}
-
-
-class PresetError(ValueError):
-    """A preset / policy file that does not hold: every problem as `file: $.json.path: message`."""
-
-    def __init__(self, file: str | Path, problems: list[tuple[str, str]]):
-        self.file = str(file)
-        self.problems = problems
-        super().__init__("\n".join(f"{self.file}: {path}: {message}" for path, message in problems))
 
 
 @dataclass
@@ -90,33 +78,10 @@ def list_policies() -> list[tuple[str, str, dict[str, Any]]]:
     return [(name, cls.description, cls.default_params()) for name, cls in POLICIES.items()]
 
 
-@lru_cache(maxsize=None)
-def preset_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-def _schema_problems(document: Any) -> list[tuple[str, str]]:
-    from evaluator.jsonschemas import violations
-
-    found = violations(document, preset_schema(), "policy file", strict_integers=True)
-    return sorted((v.json_path, v.message) for v in found)
-
-
 def load_policy_file(path: str | Path, source: str = "file") -> PolicyConfig:
     """Read, validate and check one preset-format YAML file."""
-    from evaluator.errors import ValidationFailed
-    from evaluator.jsonschemas import read_yaml
-
     path = Path(path)
-    try:
-        document = read_yaml(path)
-    except OSError as exc:
-        raise PresetError(path, [("$", f"cannot read: {exc.strerror or exc}")]) from None
-    except ValidationFailed as exc:  # not UTF-8, not YAML, a key twice, not JSON data
-        raise PresetError(path, [(v.json_path, v.message) for v in exc.violations]) from None
-    problems = _schema_problems(document)
-    if problems:
-        raise PresetError(path, problems)
+    document = read_preset_file(path)
     policy = document["policy"]
     if policy not in POLICIES:
         known = ", ".join(sorted(POLICIES))

@@ -16,22 +16,20 @@ from typing import Any
 
 from .base import Message
 from .fitting import is_output
+from .marks import CONSTRAINT_MARK, FACT_TAG, RESULT_MARK
 
-RESULT_MARK = "RESULT:"
 ERROR_OUTCOMES = {"timeout", "error", "killed", "oom", "crash", "failed", "rejected"}
 _DIRECTION = re.compile(r'"direction"\s*:\s*"(maximize|minimize)"')
 _TRACEBACK = "Traceback (most recent call last)"
 # a clarify result that is no answer (besides meta {"answered": false}); the evaluator's clarifier
 # says "No matching fact in the dataset context..." when nothing matches
 UNANSWERED_PREFIXES = ("no matching fact", "no answer", "unanswered", "i don't know", "unknown")
-# notes an observation states (a planted fact: its sentence, then its tag; a constraint): kept by
-# the policies that condense history, as a careful note-taker would
-FACT_TAG = re.compile(r"^\[fact [a-z][a-z0-9_]* = .*\]$")
-CONSTRAINT_MARK = "CONSTRAINT:"
 
 
 def split_notes(text: str) -> tuple[list[str], str]:
-    """(the notes an observation states, the rest of its text)."""
+    """(the notes an observation states, the rest of its text). Notes are a planted fact (its sentence,
+    then its tag) and a constraint: the policies that condense history keep them, as a careful
+    note-taker would."""
     lines = text.split("\n")
     keep: set[int] = set()
     for i, line in enumerate(lines):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from .base import (KIND_OBSERVATION, KIND_PLACEHOLDER, STATE_DROPPED, STATE_KEPT, STATE_MASKED, STATE_SUMMARISED,
                    Message, TokenCounter, group_turns, message_tokens, messages_tokens)
+from .marks import RESULT_MARK
 
 PLACEHOLDER_PREFIX = "[ctxeval:"
 MIN_TRUNCATED_TOKENS = 24  # below this a truncated output is not worth keeping
@@ -44,7 +45,7 @@ def output_label(message: Message) -> str:
     tool = message.name or message.meta.get("tool")
     if tool:
         return f"tool result of {tool}"
-    return "result of the proposal" if message.content.startswith("RESULT:") else "observation"
+    return "result of the proposal" if message.content.startswith(RESULT_MARK) else "observation"
 
 
 def replace_output(message: Message, verb: str, counter: TokenCounter) -> Message:

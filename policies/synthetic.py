@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
+from typing import Any, Callable
 
 from .base import KIND_ACTION, KIND_HINTS, KIND_OBSERVATION, KIND_SYSTEM, KIND_TASK, Message, ToolCall
+from .marks import RESULT_MARK, TARGET_MARK
 
 MODELS = ["logistic_regression", "random_forest", "gradient_boosting", "mlp"]
 QUESTIONS = ["Is the metric macro or micro F1?", "May I use the validation split for early stopping?",
@@ -37,7 +38,8 @@ def preamble(mode: str = "agentic", direction: str = "maximize", hints: bool = T
               "read their results and improve on the baseline.")
     target = {"metric": "accuracy", "direction": direction, "goal": 0.9 if direction == "maximize" else 0.1,
               "baseline": 0.7, "seed": 0, "score_key": "score"}
-    task = f"Task: predict the label of each row of the toy tabular dataset. {filler}\n\nTARGET: {json.dumps(target)}\n"
+    task = (f"Task: predict the label of each row of the toy tabular dataset. {filler}\n\n"
+            f"{TARGET_MARK} {json.dumps(target)}\n")
     messages = [Message("system", system, kind=KIND_SYSTEM), Message("user", task, kind=KIND_TASK)]
     if hints:
         messages.append(Message("user", "Clarification hints (answers to your earlier questions):\n"
@@ -61,65 +63,75 @@ def _long_log(rng: random.Random, lines: int) -> str:
                      f"| lr {rng.uniform(1e-4, 1e-2):.5f}" for i in range(lines))
 
 
+Outcome = tuple[dict[str, Any], str, dict[str, Any]]  # a tool call's arguments, result text and meta
+
+
+def _train(rng: random.Random, failed: bool, long: bool, turn: int) -> Outcome:
+    tool = "train_and_evaluate"
+    config = random_config(rng)
+    if failed:
+        error = rng.choice(ERRORS)
+        return {"config": config}, f"ERROR: {error}", {"ok": False, "tool": tool, "error": error}
+    score = _score(rng, config)
+    output = {"score": score, "train_seconds": round(rng.uniform(0.5, 30), 2)}
+    content = json.dumps({"ok": True, "output": output}, sort_keys=True)
+    if long:
+        content += "\n" + _long_log(rng, rng.randint(60, 160))
+    return {"config": config}, content, {"ok": True, "tool": tool, "error": None, "score": score, "config": config}
+
+
+def _exec(rng: random.Random, failed: bool, long: bool, turn: int) -> Outcome:
+    args = {"command": rng.choice(["python train.py --epochs 5", "ls -la data", "python eval.py", "pip list"])}
+    if failed:
+        outcome = rng.choice(["error", "timeout"])
+        err = rng.choice(ERRORS)
+        trace = ("Traceback (most recent call last):\n"
+                 f"  File \"train.py\", line {rng.randint(10, 200)}, in <module>\n"
+                 f"    main()\n{err}")
+        content = f"exit code {1 if outcome == 'error' else 124} ({outcome})\nstdout:\n\nstderr:\n{trace}"
+        return args, content, {"ok": False, "outcome": outcome, "tool": "exec"}
+    body = _long_log(rng, rng.randint(80, 200)) if long else _long_log(rng, rng.randint(2, 6))
+    return args, f"exit code 0 (ok)\nstdout:\n{body}\nstderr:\n", {"ok": True, "outcome": "ok", "tool": "exec"}
+
+
+def _read_file(rng: random.Random, failed: bool, long: bool, turn: int) -> Outcome:
+    path = rng.choice(FILES)
+    if failed:
+        return {"path": path}, f"ERROR: cannot read {path}", {"ok": False, "error": "not found", "tool": "read_file"}
+    lines = rng.randint(40, 120) if long else rng.randint(3, 12)
+    words = ["feature", "label", "value", "column", "int64", "float", "category"]
+    content = "\n".join(f"{path} line {i}: " + " ".join(rng.choice(words) for _ in range(8)) for i in range(lines))
+    return {"path": path}, content, {"ok": True, "tool": "read_file"}
+
+
+def _write_file(rng: random.Random, failed: bool, long: bool, turn: int) -> Outcome:
+    args = {"path": "train.py", "content": "\n".join(f"# line {i}" for i in range(rng.randint(5, 30)))}
+    return args, "wrote train.py", {"ok": True, "tool": "write_file"}
+
+
+def _clarify(rng: random.Random, failed: bool, long: bool, turn: int) -> Outcome:
+    question = rng.choice(QUESTIONS)
+    if failed:  # unanswered
+        return {"question": question}, "", {"ok": True, "tool": "clarify", "question": question, "answered": False}
+    content = (f"From the dataset context: the answer to '{question[:30]}' is documented in context.json "
+               f"(fact {turn}).")
+    return {"question": question}, content, {"ok": True, "tool": "clarify", "question": question}
+
+
+TOOLS: dict[str, Callable[[random.Random, bool, bool, int], Outcome]] = {
+    "train_and_evaluate": _train, "exec": _exec, "read_file": _read_file, "write_file": _write_file,
+    "clarify": _clarify}
+
+
 def agentic_call(rng: random.Random, turn: int, index: int, tool: str, long_rate: float = 0.1,
                  error_rate: float = 0.15) -> tuple[ToolCall, Message]:
-    """One tool call and the tool message answering it."""
+    """One tool call and the tool message answering it (failed at `error_rate`, long at `long_rate`)."""
     call_id = f"call_{turn}_{index}"
     failed = rng.random() < error_rate
     long = rng.random() < long_rate
-    if tool == "train_and_evaluate":
-        config = random_config(rng)
-        args: dict[str, Any] = {"config": config}
-        if failed:
-            error = rng.choice(ERRORS)
-            content = f"ERROR: {error}"
-            meta = {"ok": False, "tool": tool, "error": error}
-        else:
-            score = _score(rng, config)
-            output = {"score": score, "train_seconds": round(rng.uniform(0.5, 30), 2)}
-            content = json.dumps({"ok": True, "output": output}, sort_keys=True)
-            if long:
-                content += "\n" + _long_log(rng, rng.randint(60, 160))
-            meta = {"ok": True, "tool": tool, "error": None, "score": score, "config": config}
-    elif tool == "exec":
-        args = {"command": rng.choice(["python train.py --epochs 5", "ls -la data", "python eval.py", "pip list"])}
-        if failed:
-            outcome = rng.choice(["error", "timeout"])
-            err = rng.choice(ERRORS)
-            trace = ("Traceback (most recent call last):\n"
-                     f"  File \"train.py\", line {rng.randint(10, 200)}, in <module>\n"
-                     f"    main()\n{err}")
-            content = f"exit code {1 if outcome == 'error' else 124} ({outcome})\nstdout:\n\nstderr:\n{trace}"
-            meta = {"ok": False, "outcome": outcome, "tool": tool}
-        else:
-            body = _long_log(rng, rng.randint(80, 200)) if long else _long_log(rng, rng.randint(2, 6))
-            content = f"exit code 0 (ok)\nstdout:\n{body}\nstderr:\n"
-            meta = {"ok": True, "outcome": "ok", "tool": tool}
-    elif tool == "read_file":
-        path = rng.choice(FILES)
-        args = {"path": path}
-        if failed:
-            content, meta = f"ERROR: cannot read {path}", {"ok": False, "error": "not found", "tool": tool}
-        else:
-            lines = rng.randint(40, 120) if long else rng.randint(3, 12)
-            content = "\n".join(f"{path} line {i}: " + " ".join(rng.choice(["feature", "label", "value", "column",
-                                                                              "int64", "float", "category"])
-                                                                   for _ in range(8)) for i in range(lines))
-            meta = {"ok": True, "tool": tool}
-    elif tool == "write_file":
-        args = {"path": "train.py", "content": "\n".join(f"# line {i}" for i in range(rng.randint(5, 30)))}
-        content, meta = "wrote train.py", {"ok": True, "tool": tool}
-    elif tool == "clarify":
-        question = rng.choice(QUESTIONS)
-        args = {"question": question}
-        if failed:
-            content, meta = "", {"ok": True, "tool": tool, "question": question, "answered": False}
-        else:
-            content = (f"From the dataset context: the answer to '{question[:30]}' is documented in context.json "
-                       f"(fact {turn}).")
-            meta = {"ok": True, "tool": tool, "question": question}
-    else:
+    if tool not in TOOLS:
         raise ValueError(f"unknown synthetic tool {tool!r}")
+    args, content, meta = TOOLS[tool](rng, failed, long, turn)
     call = ToolCall(call_id, tool, args)
     return call, Message("tool", content, tool_call_id=call_id, name=tool, kind=KIND_OBSERVATION, turn=turn, meta=meta)
 
@@ -151,7 +163,7 @@ def controller_turn(rng: random.Random, turn: int, error_rate: float = 0.15, lon
         error = "the reply is not a JSON object: substring not found"
         observation = {"ok": False, "error": error}
         return [Message("assistant", text, kind=KIND_ACTION, turn=turn),
-                Message("user", f"RESULT: {json.dumps(observation)}", kind=KIND_OBSERVATION, turn=turn,
+                Message("user", f"{RESULT_MARK} {json.dumps(observation)}", kind=KIND_OBSERVATION, turn=turn,
                         meta=observation)]
     config = random_config(rng)
     proposal = {"config": config, "rationale": rng.choice(["untried candidate", "deeper trees", "smaller lr"])}
@@ -161,8 +173,8 @@ def controller_turn(rng: random.Random, turn: int, error_rate: float = 0.15, lon
                    "error": rng.choice(ERRORS) if failed else None}
     return [Message("assistant", json.dumps(proposal, sort_keys=True), kind=KIND_ACTION, turn=turn,
                     meta={"proposal": proposal}),
-            Message("user", f"RESULT: {json.dumps(observation, sort_keys=True)}", kind=KIND_OBSERVATION, turn=turn,
-                    meta=observation)]
+            Message("user", f"{RESULT_MARK} {json.dumps(observation, sort_keys=True)}", kind=KIND_OBSERVATION,
+                    turn=turn, meta=observation)]
 
 
 def history(turns: int, seed: int = 0, mode: str = "agentic", **rates: float) -> list[Message]:

@@ -33,11 +33,11 @@ from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 from evaluator.agents.fixed import ScriptedActionsAgent
-from evaluator.analysis.leaderboard import verify_submission
 from evaluator.analysis.loading import bundle_targets, group_by_arm, load_run
 from evaluator.analysis.run_cells import RUN_FILE
 from evaluator.analysis.submission import MIN_SEEDS, SCHEMA_VERSION, SUBMISSION_FILE, artefact_digest, compute_totals
 from evaluator.bundles import Bundle, load_bundle
+from evaluator.bundles.grading_helper import grader_hash
 from evaluator.cli import app
 from evaluator.episode.context import check_output
 from evaluator.episode.grading import GradeOutcome, parse_grade
@@ -45,6 +45,7 @@ from evaluator.errors import CtxevalError, ValidationFailed
 from evaluator.hashing import hash_tree
 from evaluator.matrix import RunMatrix
 from evaluator.paths import BUNDLES_DIR
+from evaluator.regrade import verify_submission
 from policies.config import PRESETS_DIR, POLICIES, PolicyConfig, PresetError, resolve_policy
 
 
@@ -743,7 +744,7 @@ def honest_document() -> dict[str, Any]:
         "model": "oracle", "policy": "-", "mode": "fixed",
         "agent": {"kind": "oracle", "mode": "fixed", "model": None, "policy": None},
         "bundles": [{"id": "toy", "version": bundle.version, "bundle_hash": hash_tree(bundle.root),
-                     "grader_hash": hash_tree(bundle.grader_dir), "image": None, "image_hash": None,
+                     "grader_hash": grader_hash(bundle), "image": None, "image_hash": None,
                      "metric": bundle.target.metric, "direction": bundle.target.direction}],
         "seeds": list(FUZZ_SEEDS), "episodes": episodes, "totals": compute_totals(episodes),
     }

@@ -18,7 +18,7 @@ from grader_support import GRADING_ENV
 from evaluator.bundles import load_bundle
 from evaluator.bundles import grading_helper
 from evaluator.bundles.grading_helper import GRADING_LIB_DIR, GRADING_LIB_ENV, grader_hash
-from evaluator.episode.grading import GRADING_LIB
+from evaluator.episode.mounts import GRADING_LIB
 from evaluator.hashing import hash_tree
 from evaluator.paths import BUNDLES_DIR
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.analysis.leaderboard import (LEADERBOARD_ENV, accept_submission, leaderboard_dir,
-                                            leaderboard_table, verify_submission)
+from evaluator.analysis.leaderboard import LEADERBOARD_ENV, accept_submission, leaderboard_dir, leaderboard_table
 from evaluator.analysis.loading import load_run
 from evaluator.analysis.submission import (MIN_SEEDS, SUBMISSION_FILE, SubmissionArm, artefact_digest,
                                            build_submission, compute_totals, write_submission)
 from evaluator.errors import CtxevalError
 from evaluator.paths import PROJECT_ROOT
+from evaluator.regrade import verify_submission
 
 CLI = [sys.executable, "-m", "evaluator"]
 HONEST = SubmissionArm(mode="controller", model="scripted:hill_climb", policy="full_history")

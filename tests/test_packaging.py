@@ -66,11 +66,13 @@ def installed(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def elsewhere(tmp_path) -> tuple[Path, dict[str, str]]:
-    """A folder outside the checkout, holding a copy of the toy bundle, and the environment to run in."""
+    """A folder outside the checkout, holding a copy of the toy bundle, and the environment to run in
+    (no CTXEVAL_RUNS_DIR: an installed ctxeval writes its runs under the folder it is run from)."""
     folder = tmp_path / "elsewhere"
     shutil.copytree(BUNDLES_DIR / "toy", folder / "toy", ignore=IGNORE)
-    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return folder, {**env, "COLUMNS": "200", "CTXEVAL_RUNS_DIR": str(folder / "runs")}
+    unset = ("PYTHONPATH", "VIRTUAL_ENV", "CTXEVAL_RUNS_DIR", "CTXEVAL_LEADERBOARD_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    return folder, {**env, "COLUMNS": "200"}
 
 
 def test_the_installed_package_is_the_wheel_not_the_checkout(installed, elsewhere):

@@ -15,7 +15,8 @@ from policies import (POLICIES, BudgetTooSmall, PolicyConfig, PolicyInput, Prese
                       create_policy, list_policies, list_presets, resolve_policy, synthetic)
 from policies.base import (KIND_ACTION, KIND_OBSERVATION, KIND_PLACEHOLDER, KIND_STATE, KIND_SUMMARY, Message,
                            ToolCall, count_tokens, group_turns, messages_tokens)
-from policies.config import PRESETS_DIR, SCHEMA_PATH
+from policies.config import PRESETS_DIR
+from policies.preset_files import SCHEMA_PATH
 from policies.structured_state import StructuredState, extract_state
 
 PH = "[ctxeval:"

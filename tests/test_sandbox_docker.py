@@ -18,9 +18,7 @@ import pytest
 import yaml
 
 from evaluator.sandbox import SandboxSpec, create_sandbox
-from evaluator.sandbox.base import (OUTCOME_DISK_FULL, OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT, OUTCOME_OK,
-                                    OUTCOME_OUTPUT_CAPPED, OUTCOME_PIDS_LIMIT, OUTCOME_TIMEOUT,
-                                    OUTCOME_WALL_TIME)
+from evaluator.sandbox.outcomes import ExecOutcome
 from evaluator.sandbox.base import DEADLINE_GRACE_SECONDS
 from evaluator.sandbox.docker import (DATA_MOUNT, LABEL_DEADLINE, LABEL_MANAGED, LABEL_ROLE, LABEL_RUN, SUPERVISOR_CAPS,
                                       TOOLS_MOUNT)
@@ -49,7 +47,7 @@ def still_works(sandbox, within: float = 10.0) -> None:
     last = None
     while time.monotonic() < deadline:
         last = sandbox.exec("echo ok", timeout=5)
-        if last.outcome == OUTCOME_OK and last.stdout.strip() == "ok":
+        if last.outcome == ExecOutcome.OK and last.stdout.strip() == "ok":
             return
         time.sleep(0.5)
     pytest.fail(f"the sandbox did not recover within {within}s: {last}")
@@ -98,7 +96,7 @@ def other_processes(sandbox, alive_only: bool = False) -> str:
     "" when none); zombies included unless `alive_only`."""
     result = sandbox.exec('python3 -c "$1" "$2"', args=[PROCESS_CHECK, "--alive" if alive_only else ""],
                           timeout=10)
-    assert result.outcome == OUTCOME_OK, result
+    assert result.outcome == ExecOutcome.OK, result
     return result.stdout.strip()
 
 
@@ -122,7 +120,7 @@ except OSError as exc:
 print(json.dumps(out))
 """
     result = sandbox.exec('python3 -c "$1"', args=[probe], timeout=15)
-    assert result.outcome == OUTCOME_OK, result
+    assert result.outcome == ExecOutcome.OK, result
     out = json.loads(result.stdout)
     assert out["1.1.1.1"].startswith("refused"), out
     assert out["172.17.0.1"].startswith("refused"), out
@@ -157,15 +155,15 @@ def test_rootfs_read_only_workspace_and_tmp_writable_tmp_bounded(docker_sandbox)
     sandbox = docker_sandbox()
     for target in ("/etc/x", "/usr/x", "/home/agent/x", "/x"):
         result = sandbox.exec('touch "$1"', args=[target])
-        assert result.outcome == OUTCOME_NONZERO_EXIT, (target, result)
+        assert result.outcome == ExecOutcome.NONZERO_EXIT, (target, result)
         assert "Read-only file system" in result.stderr, (target, result.stderr)
     for target in ("/workspace/x", "/tmp/x", "/dev/shm/x"):
         result = sandbox.exec('echo hi > "$1" && cat "$1"', args=[target])
-        assert result.outcome == OUTCOME_OK and result.stdout.strip() == "hi", (target, result)
+        assert result.outcome == ExecOutcome.OK and result.stdout.strip() == "hi", (target, result)
 
     too_big = SMALL_LIMITS.tmpfs_mb + 8
     result = sandbox.exec(f"head -c {too_big}M /dev/zero > /tmp/big", timeout=15)
-    assert result.outcome == OUTCOME_DISK_FULL, result
+    assert result.outcome == ExecOutcome.DISK_FULL, result
     assert "No space left on device" in result.stderr
     size = int(sandbox.exec("stat -c %s /tmp/big").stdout.strip())
     assert size <= SMALL_LIMITS.tmpfs_mb * 1024 * 1024
@@ -173,7 +171,7 @@ def test_rootfs_read_only_workspace_and_tmp_writable_tmp_bounded(docker_sandbox)
     assert int(size_kb) == SMALL_LIMITS.tmpfs_mb * 1024
     # the workspace is bounded too (a size-capped tmpfs volume), not by the host's disk
     fill = sandbox.exec(f"head -c {SMALL_LIMITS.workspace_mb + 8}M /dev/zero > /workspace/big", timeout=30)
-    assert fill.outcome == OUTCOME_DISK_FULL, fill
+    assert fill.outcome == ExecOutcome.DISK_FULL, fill
     assert int(sandbox.exec("df -m /workspace | tail -1").stdout.split()[1]) == SMALL_LIMITS.workspace_mb
     assert sandbox.exec("rm /workspace/big && echo hi > /workspace/after && cat /workspace/after").stdout == "hi\n"
 
@@ -191,13 +189,13 @@ def test_bundle_tools_and_data_mounted_read_only(docker_sandbox, toy_bundle, toy
 
     for variable in ("CTXEVAL_TOOLS", "CTXEVAL_DATA"):
         result = sandbox.exec(f'touch "${variable}/x"')
-        assert result.outcome == OUTCOME_NONZERO_EXIT and "Read-only file system" in result.stderr, result
+        assert result.outcome == ExecOutcome.NONZERO_EXIT and "Read-only file system" in result.stderr, result
         first = sandbox.exec(f'ls "${variable}" | head -1').stdout.strip()
         result = sandbox.exec(f'echo gone >> "${variable}/{first}"')
-        assert result.outcome == OUTCOME_NONZERO_EXIT, result
+        assert result.outcome == ExecOutcome.NONZERO_EXIT, result
         assert "Read-only file system" in result.stderr or "Permission denied" in result.stderr, result
         result = sandbox.exec(f'rm -f "${variable}/{first}"')
-        assert result.outcome == OUTCOME_NONZERO_EXIT, result
+        assert result.outcome == ExecOutcome.NONZERO_EXIT, result
     mounts = {line.split()[1]: line.split()[3].split(",") for line in
               sandbox.exec("cat /proc/mounts").stdout.splitlines()}
     assert "ro" in mounts[TOOLS_MOUNT] and "ro" in mounts[DATA_MOUNT], mounts
@@ -213,7 +211,7 @@ def test_fork_bomb_hits_pids_limit_and_sandbox_survives(docker_sandbox):
     sandbox = docker_sandbox()
     started = time.monotonic()
     result = sandbox.exec(FORK_BOMB, timeout=5)
-    assert result.outcome == OUTCOME_PIDS_LIMIT, result
+    assert result.outcome == ExecOutcome.PIDS_LIMIT, result
     assert time.monotonic() - started < 20
     still_works(sandbox)
     assert sandbox.alive()
@@ -224,7 +222,7 @@ def test_exec_kills_what_it_left_in_its_process_group(docker_sandbox):
     sandbox = docker_sandbox()
     result = sandbox.exec("sleep 1000 >/dev/null 2>&1 </dev/null & "
                           "nohup sleep 1002 >/dev/null 2>&1 </dev/null & echo started")
-    assert result.outcome == OUTCOME_OK and result.stdout.strip() == "started", result
+    assert result.outcome == ExecOutcome.OK and result.stdout.strip() == "started", result
     deadline = time.monotonic() + 3
     while (left := other_processes(sandbox, alive_only=True)) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -255,7 +253,7 @@ def test_reaper_reaps_orphans_right_from_container_start(docker_sandbox):
 def test_memory_hog_is_oom_killed_and_sandbox_survives(docker_sandbox):
     sandbox = docker_sandbox()
     result = sandbox.exec(memory_hog(MEMORY_HOG_MB), timeout=30)
-    assert result.outcome == OUTCOME_MEMORY_KILLED, result
+    assert result.outcome == ExecOutcome.MEMORY_KILLED, result
     assert result.exit_code != 0
     still_works(sandbox)
     assert sandbox.alive()
@@ -265,7 +263,7 @@ def test_timeout_and_sigterm_ignoring_process(docker_sandbox):
     sandbox = docker_sandbox()
     started = time.monotonic()
     result = sandbox.exec("sleep 3600", timeout=2)
-    assert result.outcome == OUTCOME_TIMEOUT, result
+    assert result.outcome == ExecOutcome.TIMEOUT, result
     assert 2 <= result.duration_s < 15 and time.monotonic() - started < 15
 
     stubborn = ("import signal, time\n"
@@ -275,7 +273,7 @@ def test_timeout_and_sigterm_ignoring_process(docker_sandbox):
     started = time.monotonic()
     result = sandbox.exec('python3 -c "$1"', args=[stubborn], timeout=2)
     assert result.stdout.strip() == "armed"
-    assert result.outcome == OUTCOME_TIMEOUT, result
+    assert result.outcome == ExecOutcome.TIMEOUT, result
     assert result.exit_code == 137  # the -k KILL, not the TERM, ended it
     assert time.monotonic() - started < 15
     # nothing of it lives on
@@ -289,7 +287,7 @@ def test_output_flood_is_capped(docker_sandbox):
         started = time.monotonic()
         result = sandbox.exec(flood, timeout=15)
         elapsed = time.monotonic() - started
-        assert result.outcome == OUTCOME_OUTPUT_CAPPED, (flood, result.outcome)
+        assert result.outcome == ExecOutcome.OUTPUT_CAPPED, (flood, result.outcome)
         assert result.stdout_bytes > cap
         assert len(result.raw_stdout) <= cap
         body, _, note = result.stdout.rpartition("\n[ctxeval: output capped")
@@ -306,7 +304,7 @@ def test_exec_args_are_not_evaluated(docker_sandbox):
     hostile = ['a b  "c" \'d\' $(touch /tmp/pwned) `touch /tmp/pwned2` ; touch /tmp/pwned3 $HOME \\n',
                "", "-n", "--", "*"]
     result = sandbox.exec('printf "<%s>\\n" "$@"; echo "count=$#"', args=hostile)
-    assert result.outcome == OUTCOME_OK, result
+    assert result.outcome == ExecOutcome.OK, result
     lines = result.stdout.splitlines()
     assert lines[:-1] == [f"<{a}>" for a in hostile]
     assert lines[-1] == f"count={len(hostile)}"
@@ -316,12 +314,12 @@ def test_exec_args_are_not_evaluated(docker_sandbox):
 def test_write_and_read_file_round_trip(docker_sandbox):
     sandbox = docker_sandbox()
     text = "héllo\nworld\n"
-    assert sandbox.write_file("notes/a.txt", text.encode()).outcome == OUTCOME_OK
+    assert sandbox.write_file("notes/a.txt", text.encode()).outcome == ExecOutcome.OK
     assert sandbox.read_file("notes/a.txt") == text.encode()
     assert sandbox.read_file("/workspace/notes/a.txt") == text.encode()
 
     binary = bytes(range(256)) * 64 + b"\x00\r\n\x1b" + os.urandom(4096)
-    assert sandbox.write_file("/tmp/blob.bin", binary).outcome == OUTCOME_OK
+    assert sandbox.write_file("/tmp/blob.bin", binary).outcome == ExecOutcome.OK
     assert sandbox.read_file("/tmp/blob.bin") == binary
     assert sandbox.exec("stat -c %s /tmp/blob.bin").stdout.strip() == str(len(binary))
     assert sandbox.exec("stat -c %u notes/a.txt").stdout.strip() == "1000"
@@ -358,7 +356,7 @@ echo started
     sandbox.reset(toy_bundle.starter_dir)
 
     listing = sandbox.exec("cd /workspace && find . -type f -exec sha256sum {} + | sort")
-    assert listing.outcome == OUTCOME_OK, listing
+    assert listing.outcome == ExecOutcome.OK, listing
     assert parse_sha256sum(listing.stdout) == starter
     assert sandbox.exec("cd /workspace && find . -mindepth 1 -type d").stdout.strip() == ""
     leftovers = sandbox.exec("find /tmp /dev/shm -mindepth 1 ! -name '.ctxeval-exec-*'")
@@ -366,23 +364,23 @@ echo started
     assert other_processes(sandbox) == ""
     # the workspace is still the agent's
     assert sandbox.exec("stat -c %u /workspace/train.py").stdout.strip() == "1000"
-    assert sandbox.write_file("after.txt", b"ok").outcome == OUTCOME_OK
+    assert sandbox.write_file("after.txt", b"ok").outcome == ExecOutcome.OK
 
 
 # -- host-side watchdog --------------------------------------------------------------------------
 
 def test_wall_clock_watchdog_ends_every_agent_process_and_keeps_the_workspace(docker_sandbox, docker_client):
     sandbox = docker_sandbox(dataclasses.replace(SMALL_LIMITS, wall_seconds=3))
-    assert sandbox.exec("echo kept > kept.txt").outcome == OUTCOME_OK
+    assert sandbox.exec("echo kept > kept.txt").outcome == ExecOutcome.OK
     started = time.monotonic()
     result = sandbox.exec("sleep 30", timeout=60)
-    assert result.outcome == OUTCOME_WALL_TIME, result
+    assert result.outcome == ExecOutcome.WALL_TIME, result
     assert time.monotonic() - started < 10
     assert sandbox.wall_expired
     assert any(e["event"] == "watchdog_kill" for e in sandbox.events)
     # later execs say so at once instead of hanging
     again = sandbox.exec("echo ok")
-    assert again.outcome == OUTCOME_WALL_TIME and again.duration_s < 1
+    assert again.outcome == ExecOutcome.WALL_TIME and again.duration_s < 1
     # the agent's processes are gone, but its workspace is still there to be graded
     top = docker_client.api.top(sandbox.container.id)
     assert [p for p in top["Processes"] if p[-1].startswith("sleep")] == []
@@ -509,7 +507,7 @@ def test_copy_out_refuses_symlinks_leaving_the_destination(docker_sandbox, tmp_p
     setup = ("echo fine > good.txt && mkdir -p sub && echo deeper > sub/inner.txt && "
              "ln -s /etc/passwd leak && ln -s ../../../../etc evil && ln -s good.txt ok-link && "
              "ln -s /tmp sub/tmp-link")
-    assert sandbox.exec(setup).outcome == OUTCOME_OK
+    assert sandbox.exec(setup).outcome == ExecOutcome.OK
     outside_before = sorted(p.name for p in tmp_path.iterdir())
     dest = tmp_path / "nested" / "dest"
     copy = sandbox.copy_out(dest)
@@ -544,14 +542,14 @@ def test_episode_records_attacks_as_outcomes_and_carries_on(tmp_path, toy_bundle
     cap = limits.output_bytes
     attacks = [
         ({"exec": "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=3)\""},
-         OUTCOME_NONZERO_EXIT),
-        ({"exec": "id -u"}, OUTCOME_OK),
-        ({"exec": "touch /etc/x"}, OUTCOME_NONZERO_EXIT),
-        ({"exec": FORK_BOMB, "timeout": 5}, OUTCOME_PIDS_LIMIT),
-        ({"exec": memory_hog(limits.memory_mb + 512), "timeout": 60}, OUTCOME_MEMORY_KILLED),
-        ({"exec": "sleep 3600", "timeout": 2}, OUTCOME_TIMEOUT),
-        ({"exec": f"head -c {10 * cap} /dev/zero | tr '\\0' x"}, OUTCOME_OUTPUT_CAPPED),
-        ({"tool": "train_and_evaluate", "args": {"config": {"model": "random_forest"}}}, OUTCOME_OK),
+         ExecOutcome.NONZERO_EXIT),
+        ({"exec": "id -u"}, ExecOutcome.OK),
+        ({"exec": "touch /etc/x"}, ExecOutcome.NONZERO_EXIT),
+        ({"exec": FORK_BOMB, "timeout": 5}, ExecOutcome.PIDS_LIMIT),
+        ({"exec": memory_hog(limits.memory_mb + 512), "timeout": 60}, ExecOutcome.MEMORY_KILLED),
+        ({"exec": "sleep 3600", "timeout": 2}, ExecOutcome.TIMEOUT),
+        ({"exec": f"head -c {10 * cap} /dev/zero | tr '\\0' x"}, ExecOutcome.OUTPUT_CAPPED),
+        ({"tool": "train_and_evaluate", "args": {"config": {"model": "random_forest"}}}, ExecOutcome.OK),
     ]
     actions_file = tmp_path / "actions.yaml"
     actions_file.write_text(yaml.safe_dump({
@@ -571,7 +569,7 @@ def test_episode_records_attacks_as_outcomes_and_carries_on(tmp_path, toy_bundle
     for _, outcome in attacks:
         expected[outcome] = expected.get(outcome, 0) + 1
     assert result["outcomes"] == expected
-    assert expected[OUTCOME_NONZERO_EXIT] == 2 and expected[OUTCOME_OK] == 2
+    assert expected[ExecOutcome.NONZERO_EXIT] == 2 and expected[ExecOutcome.OK] == 2
 
     episode_dir = plan.run_dir / "episodes" / plan.episode_id(0)
     events = [json.loads(line) for line in (episode_dir / "events.jsonl").read_text().splitlines()]

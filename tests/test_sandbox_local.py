@@ -16,8 +16,7 @@ import pytest
 
 from evaluator.errors import CtxevalError
 from evaluator.sandbox import SandboxSpec, create_sandbox, resolve_backend
-from evaluator.sandbox.base import (OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT, OUTCOME_OK,
-                                    OUTCOME_OUTPUT_CAPPED, OUTCOME_TIMEOUT, OUTCOME_WALL_TIME)
+from evaluator.sandbox.outcomes import ExecOutcome
 
 try:
     from conftest import SMALL_LIMITS
@@ -77,12 +76,12 @@ def test_exec_basics(local_sandbox):
     assert sandbox.backend == "local" and sandbox.isolated is False
     result = sandbox.exec("echo hello; echo oops >&2; exit 3")
     assert result.exit_code == 3
-    assert result.outcome == OUTCOME_NONZERO_EXIT
+    assert result.outcome == ExecOutcome.NONZERO_EXIT
     assert result.stdout == "hello\n" and result.stderr == "oops\n"
     assert result.stdout_bytes == 6 and result.stderr_bytes == 5
 
     ok = sandbox.exec('pwd; echo "$CTXEVAL_WORKSPACE"; echo "$HOME"; cat')
-    assert ok.outcome == OUTCOME_OK and ok.exit_code == 0
+    assert ok.outcome == ExecOutcome.OK and ok.exit_code == 0
     pwd, workspace, home = ok.stdout.splitlines()
     assert Path(pwd).resolve() == Path(workspace).resolve() == Path(sandbox.workspace_path).resolve()
     assert Path(home).resolve() == Path(sandbox.tmp).resolve()
@@ -97,7 +96,7 @@ def test_exec_args_are_not_evaluated(local_sandbox, tmp_path):
     hostile = [f'a b  "c" \'d\' $(touch {marker}) `touch {marker}2` ; touch {marker}3 $HOME \\n',
                "", "-n", "--", "*"]
     result = sandbox.exec('printf "<%s>\\n" "$@"; echo "count=$#"', args=hostile)
-    assert result.outcome == OUTCOME_OK, result
+    assert result.outcome == ExecOutcome.OK, result
     lines = result.stdout.splitlines()
     assert lines[:-1] == [f"<{a}>" for a in hostile]
     assert lines[-1] == f"count={len(hostile)}"
@@ -107,7 +106,7 @@ def test_exec_args_are_not_evaluated(local_sandbox, tmp_path):
 def test_write_and_read_file(local_sandbox):
     sandbox = local_sandbox()
     binary = bytes(range(256)) * 16 + os.urandom(1024)
-    assert sandbox.write_file("sub/blob.bin", binary).outcome == OUTCOME_OK
+    assert sandbox.write_file("sub/blob.bin", binary).outcome == ExecOutcome.OK
     assert (Path(sandbox.workspace_path) / "sub" / "blob.bin").read_bytes() == binary
     assert sandbox.read_file("sub/blob.bin") == binary
     assert sandbox.read_file("missing.txt") is None
@@ -117,7 +116,7 @@ def test_timeout_kills_the_command_and_its_children(local_sandbox):
     sandbox = local_sandbox()
     started = time.monotonic()
     result = sandbox.exec("sleep 3600 & echo $! > child.pid; sleep 3600", timeout=2)
-    assert result.outcome == OUTCOME_TIMEOUT, result
+    assert result.outcome == ExecOutcome.TIMEOUT, result
     assert time.monotonic() - started < 10
     child = int((Path(sandbox.workspace_path) / "child.pid").read_text())
     try:
@@ -126,7 +125,7 @@ def test_timeout_kills_the_command_and_its_children(local_sandbox):
         kill_if_alive(child)
 
     stubborn = sandbox.exec("trap '' TERM; while :; do sleep 0.2; done", timeout=2)
-    assert stubborn.outcome == OUTCOME_TIMEOUT, stubborn
+    assert stubborn.outcome == ExecOutcome.TIMEOUT, stubborn
     assert stubborn.duration_s < 10
 
 
@@ -135,7 +134,7 @@ def test_output_flood_is_capped(local_sandbox):
     cap = SMALL_LIMITS.output_bytes
     started = time.monotonic()
     result = sandbox.exec("yes", timeout=30)
-    assert result.outcome == OUTCOME_OUTPUT_CAPPED, result.outcome
+    assert result.outcome == ExecOutcome.OUTPUT_CAPPED, result.outcome
     assert time.monotonic() - started < 10
     assert result.stdout_bytes > cap
     assert len(result.raw_stdout) <= cap
@@ -149,16 +148,16 @@ def test_memory_limit(local_sandbox):
     result = sandbox.exec(f"python3 -c 'x = b\"x\" * ({too_much} * 1024 * 1024); print(\"allocated\")'")
     assert "allocated" not in result.stdout
     assert result.exit_code != 0
-    assert result.outcome in (OUTCOME_MEMORY_KILLED, OUTCOME_NONZERO_EXIT)
+    assert result.outcome in (ExecOutcome.MEMORY_KILLED, ExecOutcome.NONZERO_EXIT)
     small = sandbox.exec("python3 -c 'x = b\"x\" * (16 * 1024 * 1024); print(\"allocated\")'")
-    assert small.outcome == OUTCOME_OK and small.stdout.strip() == "allocated"
+    assert small.outcome == ExecOutcome.OK and small.stdout.strip() == "allocated"
 
 
 def test_wall_clock_budget(local_sandbox):
     sandbox = local_sandbox(dataclasses.replace(SMALL_LIMITS, wall_seconds=0.5))
-    assert sandbox.exec("true").outcome == OUTCOME_OK
+    assert sandbox.exec("true").outcome == ExecOutcome.OK
     time.sleep(0.6)
-    assert sandbox.exec("true").outcome == OUTCOME_WALL_TIME
+    assert sandbox.exec("true").outcome == ExecOutcome.WALL_TIME
 
 
 def test_describe_says_not_isolated(local_sandbox):
@@ -178,7 +177,7 @@ def test_reset_restores_starter_and_clears_tmp(local_sandbox, toy_bundle):
     dirty = ("echo changed > train.py; echo extra > extra.txt; echo h > .hidden; mkdir -p d/e && "
              "echo x > d/e/f && chmod 500 d/e; echo t > \"$TMPDIR/tmpfile\"; mkdir \"$TMPDIR/dir\"; "
              "ln -s /etc/passwd link")
-    assert sandbox.exec(dirty).outcome == OUTCOME_OK
+    assert sandbox.exec(dirty).outcome == ExecOutcome.OK
     assert sha_listing(workspace) != starter
 
     sandbox.reset(toy_bundle.starter_dir)
@@ -196,7 +195,7 @@ def test_reset_kills_background_processes_of_previous_execs(local_sandbox, toy_b
              "nohup sleep 1002 >/dev/null 2>&1 </dev/null & echo $! > \"$TMPDIR/nohup.pid\"; "
              "setsid sleep 1001 >/dev/null 2>&1 </dev/null & echo $! > \"$TMPDIR/setsid.pid\"; "
              "sleep 0.3")  # let setsid leave the exec's process group before the exec ends
-    assert sandbox.exec(spawn).outcome == OUTCOME_OK
+    assert sandbox.exec(spawn).outcome == ExecOutcome.OK
     pids = {name: int((tmp / f"{name}.pid").read_text()) for name in ("plain", "nohup", "setsid")}
     try:
         # a plain `&` child shares the exec's process group, which is killed when the exec ends
@@ -216,7 +215,7 @@ def test_copy_out_refuses_symlinks_leaving_the_destination(local_sandbox, tmp_pa
     sandbox = local_sandbox()
     setup = ("echo fine > good.txt && mkdir -p sub && echo deeper > sub/inner.txt && "
              "ln -s /etc/passwd leak && ln -s ../../../../../../etc evil && ln -s good.txt ok-link")
-    assert sandbox.exec(setup).outcome == OUTCOME_OK
+    assert sandbox.exec(setup).outcome == ExecOutcome.OK
     dest = tmp_path / "nested" / "dest"
     copy = sandbox.copy_out(dest)
     copied = copy.copied

@@ -72,8 +72,7 @@ def recording_provider(tmp_path, monkeypatch):
     (folder / f"{PROVIDER_MODULE}.py").write_text(PROVIDER_SOURCE)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.delitem(sys.modules, PROVIDER_MODULE, raising=False)
-    monkeypatch.setattr(registry, "_LOADED", {})
-    monkeypatch.setattr(registry, "_PROVIDERS", dict(registry.BUILTIN_PROVIDERS))
+    monkeypatch.setattr(registry, "_TABLE", registry._TABLE.copy())  # registrations end with the test
     return importlib.import_module(PROVIDER_MODULE).CALLS
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult, ToolCall
 
-from ..episode.context import STOP_MODEL, STOP_TARGET, STOP_VALID_OUTPUT, EpisodeContext
+from ..episode.context import EpisodeContext
+from ..episode.result import StopReason
 from ..errors import EpisodeEnded
 from ..jsonschemas import violations
 from ..models.base import Model, ModelResponse, ToolSchema
-from .base import Agent
+from .base import ModelAgent
 from .clarify import Clarifier
 from .prompts import CLARIFICATION_GUIDANCE, hints_message, system_message, task_message
 
@@ -63,18 +64,13 @@ def tool_observation(result: Any, steps_left: int | None = None) -> str:
     return f"{text}\n{report}" if isinstance(report, str) and report else text
 
 
-class AgenticAgent(Agent):
+class AgenticAgent(ModelAgent):
     kind = "agentic"
     mode = "agentic"
 
     def __init__(self, model: Model, policy_config: Any, stop_on_valid_output: bool = False):
-        self.model = model
-        self.policy_config = policy_config
+        super().__init__(model, policy_config)
         self.stop_on_valid_output = stop_on_valid_output
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "mode": self.mode, "model": self.model.name,
-                "policy": self.policy_config.describe()}
 
     # -- setup ---------------------------------------------------------------------
     def _tools(self, ctx: EpisodeContext) -> list[ToolSchema]:
@@ -120,8 +116,8 @@ class AgenticAgent(Agent):
                     idle += 1
                     ctx.events.emit("idle_reply", text=response.text[:2000])
                     if idle >= MAX_IDLE_REPLIES:
-                        ctx.stop_reason = STOP_MODEL
-                        raise EpisodeEnded(STOP_MODEL)
+                        ctx.stop_reason = StopReason.MODEL
+                        raise EpisodeEnded(StopReason.MODEL)
                     history.append(Message("user", ctx.plant_facts("No tool was called. Use a tool, or call `submit` "
                                                                    "when done."), kind=KIND_OBSERVATION, turn=turn))
                     continue
@@ -153,11 +149,11 @@ class AgenticAgent(Agent):
         if not ctx.bundle.target.open_ended and \
                 any(s is not None and ctx.bundle.target.meets_target(s) for s in last_scores):
             ctx.submit({"note": "target reached"})
-            ctx.stop_reason = STOP_TARGET
+            ctx.stop_reason = StopReason.TARGET
             return True
         if self.stop_on_valid_output and ctx.output_valid():
             ctx.submit({"note": "valid output"})
-            ctx.stop_reason = STOP_VALID_OUTPUT
+            ctx.stop_reason = StopReason.VALID_OUTPUT
             return True
         return False
 

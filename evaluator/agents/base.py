@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..episode.context import EpisodeContext
+
+if TYPE_CHECKING:
+    from ..models.base import Model
 
 
 class Agent(abc.ABC):
@@ -17,3 +20,15 @@ class Agent(abc.ABC):
     @abc.abstractmethod
     def run(self, ctx: EpisodeContext) -> None:
         """Act; return when finished (normally after ctx.submit()). EpisodeEnded (a budget, a submit) may escape."""
+
+
+class ModelAgent(Agent):
+    """An agent driven by a model under a context policy (controller and agentic modes)."""
+
+    def __init__(self, model: Model, policy_config: Any):
+        self.model = model
+        self.policy_config = policy_config
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "mode": self.mode, "model": self.model.name,
+                "policy": self.policy_config.describe()}

@@ -11,14 +11,13 @@ import json
 from typing import Any
 
 from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput
+from policies.marks import RESULT_MARK
 
-from ..episode.context import STOP_MODEL, STOP_TARGET, EpisodeContext
+from ..episode.context import EpisodeContext
 from ..episode.result import StopReason
 from ..errors import CtxevalError, EpisodeEnded
 from ..jsonschemas import violations
-from ..models.base import Model
-from ..models.scripted import RESULT_MARK
-from .base import Agent
+from .base import ModelAgent
 from .prompts import system_message, task_message
 
 SYSTEM_PROMPT = """You are an ML experimenter working in controller mode. Each turn, reply with ONE JSON
@@ -31,17 +30,9 @@ STOP_OPEN_ENDED = ("there is no fixed target: use the budget (`steps_left` in ea
                    "configuration you can; the configuration of your stop proposal is applied and graded.")
 
 
-class ControllerAgent(Agent):
+class ControllerAgent(ModelAgent):
     kind = "controller"
     mode = "controller"
-
-    def __init__(self, model: Model, policy_config: Any):
-        self.model = model
-        self.policy_config = policy_config
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "mode": self.mode, "model": self.model.name,
-                "policy": self.policy_config.describe()}
 
     def _preamble(self, ctx: EpisodeContext) -> list[Message]:
         spec = ctx.bundle.controller
@@ -106,7 +97,7 @@ class ControllerAgent(Agent):
                                        kind=KIND_OBSERVATION, turn=turn, meta=observation))
                 if score is not None and ctx.bundle.target.meets_target(score) and not ctx.bundle.target.open_ended:
                     ctx.submit({"best": best, "note": "target reached"})
-                    ctx.stop_reason = STOP_TARGET
+                    ctx.stop_reason = StopReason.TARGET
                     return
 
     @staticmethod
@@ -129,7 +120,7 @@ class ControllerAgent(Agent):
         if chosen is not None and chosen != last_applied:
             ctx.call_tool(spec.apply_tool, chosen)
         ctx.submit({"best": best, "submitted": chosen, "rationale": proposal.get("rationale")})
-        ctx.stop_reason = STOP_MODEL
+        ctx.stop_reason = StopReason.MODEL
 
     @staticmethod
     def _baseline(ctx: EpisodeContext, history: list[Message]) -> dict[str, Any] | None:

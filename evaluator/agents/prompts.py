@@ -5,9 +5,9 @@ import json
 from typing import Any
 
 from policies.base import KIND_HINTS, KIND_SYSTEM, KIND_TASK, Message
+from policies.marks import TARGET_MARK
 
 from ..episode.context import EpisodeContext
-from ..models.scripted import TARGET_MARK
 
 CLARIFICATION_GUIDANCE = {
     "encourage": "Your context is tight: when anything about the data, metric or rules is unclear, ask with "

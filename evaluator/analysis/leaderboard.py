@@ -1,4 +1,4 @@
-"""The leaderboard: store a submission once it is verified (verification.py), rank what is stored."""
+"""The leaderboard: store a submission once it is verified (evaluator/regrade.py), rank what is stored."""
 from __future__ import annotations
 
 import hashlib
@@ -13,16 +13,14 @@ from typing import Any
 
 from .. import settings
 from ..errors import CtxevalError
-from ..paths import PROJECT_ROOT
+from ..paths import project_or_cwd
 from .run_cells import RUN_FILE
 from .stats import Interval, bootstrap_mean, wilson_interval
 from .submission import ARTEFACTS_DIR, MIN_SEEDS, SKIPPED, SUBMISSION_FILE
-# verification lives in verification.py; its entry points are re-exported here for the CLI and tests
-from .verification import (read_submission, regrade_folder, seed_shortfalls,  # noqa: F401
-                           verify_submission)
+# the file checks live in verification.py (the re-grade in evaluator/regrade.py); re-exported for the CLI and tests
+from .verification import read_submission, seed_shortfalls  # noqa: F401
 __all__ = ["LEADERBOARD_ENV", "LeaderboardRow", "accept_submission", "entry_name", "leaderboard_dir",
-           "leaderboard_table", "load_entries", "read_submission", "regrade_folder", "seed_shortfalls",
-           "verify_submission"]
+           "leaderboard_table", "load_entries", "read_submission", "seed_shortfalls"]
 
 LEADERBOARD_ENV = "CTXEVAL_LEADERBOARD_DIR"
 MEDALS = ("gold", "silver", "bronze", "above_median")
@@ -30,8 +28,9 @@ MEDALS = ("gold", "silver", "bronze", "above_median")
 
 
 def leaderboard_dir() -> Path:
-    """Where accepted submissions are stored: $CTXEVAL_LEADERBOARD_DIR, else <project>/leaderboard/."""
-    return Path(settings.get(LEADERBOARD_ENV) or PROJECT_ROOT / "leaderboard")
+    """Where accepted submissions are stored: $CTXEVAL_LEADERBOARD_DIR, else <project>/leaderboard/ in a
+    checkout and ./leaderboard/ for an installed ctxeval."""
+    return Path(settings.get(LEADERBOARD_ENV) or project_or_cwd("leaderboard"))
 
 
 # -- storing ---------------------------------------------------------------------------------------
@@ -46,7 +45,7 @@ def entry_name(document: dict[str, Any]) -> str:
 def accept_submission(folder: str | Path, leaderboard: Path | None = None) -> tuple[Path, bool]:
     """Copy a verified submission into the leaderboard folder, whole or not at all.
 
-    Returns its stored folder and whether it was new. Call verify_submission first."""
+    Returns its stored folder and whether it was new. Call evaluator.regrade.verify_submission first."""
     folder = Path(folder)
     document, problems = read_submission(folder)
     if document is None or problems:

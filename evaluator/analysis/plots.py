@@ -11,33 +11,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import stats
-from .loading import ArmKey, BundleTarget, bundle_targets, group_by_arm, total_tokens
+from . import policy_plots, stats
+from .loading import bundle_targets, group_by_arm, total_tokens
+from .plot_common import Results, arm_labels, by_bundle, empty, figure, panel_head
+from .plot_common import colours as _colours, pyplot as _pyplot  # noqa: F401  (these names: tests)
 
 SERIES_KEY = "ctxeval:series"
 PLOTS = ("score_by_iteration", "context_by_call", "tokens_vs_score", "cost_vs_success")
 
-Results = list[dict[str, Any]]
-
 
 # -- series ---------------------------------------------------------------------------------------
-
-def _by_bundle(results: Results) -> dict[str, dict[ArmKey, Results]]:
-    panels: dict[str, dict[ArmKey, Results]] = {}
-    for key, group in group_by_arm(results).items():
-        panels.setdefault(key.bundle, {})[key] = group
-    return panels
-
-
-def _labels(arms: list[ArmKey]) -> dict[ArmKey, str]:
-    """The policy name, plus the agent where one panel holds several agents."""
-    several = len({(a.mode, a.model) for a in arms}) > 1
-    return {a: f"{a.policy} ({a.mode}, {a.model})" if several else a.policy for a in arms}
-
-
-def _panel_head(bundle: str, target: BundleTarget) -> dict[str, Any]:
-    return {"bundle": bundle, "metric": target.metric, "direction": target.direction}
-
 
 def best_so_far(iterations: list[dict[str, Any]], upto: int, maximize: bool) -> float | None:
     """The best score among iterations numbered <= upto (None before the first score)."""
@@ -52,8 +35,8 @@ def score_by_iteration_series(results: Results) -> dict[str, Any]:
     stopped early keeps its final best; one without a score yet is left out of that point (n says how many).
     Where the direction is unknown, best means highest."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
-        target, labels, lines = targets[bundle], _labels(list(arms)), []
+    for bundle, arms in by_bundle(results).items():
+        target, labels, lines = targets[bundle], arm_labels(list(arms)), []
         maximize = target.maximize is not False
         for key, group in arms.items():
             runs = [r["metrics"].get("iterations") or [] for r in group]
@@ -69,7 +52,7 @@ def score_by_iteration_series(results: Results) -> dict[str, Any]:
                     n.append(len(values))
             lines.append({"label": labels[key], **key.as_record(), "x": x, "y": y, "n": n})
         baselines = {r.get("baseline") for group in arms.values() for r in group} - {None}
-        panels.append({**_panel_head(bundle, target),
+        panels.append({**panel_head(bundle, target),
                        "baseline": float(baselines.pop()) if len(baselines) == 1 else None, "lines": lines})
     return {"plot": "score_by_iteration", "panels": panels}
 
@@ -78,8 +61,8 @@ def context_by_call_series(results: Results) -> dict[str, Any]:
     """Per arm, mean context tokens sent at each LLM call (1-based), over the episodes that made that
     call, and the mean size the full history would have had."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
-        labels, lines = _labels(list(arms)), []
+    for bundle, arms in by_bundle(results).items():
+        labels, lines = arm_labels(list(arms)), []
         for key, group in arms.items():
             sent = [r["metrics"].get("context_tokens") or [] for r in group]
             full = [r["metrics"].get("full_history_tokens") or r["metrics"].get("context_tokens") or [] for r in group]
@@ -91,14 +74,14 @@ def context_by_call_series(results: Results) -> dict[str, Any]:
                           "y": [float(np.mean([s[i] for s in sent if len(s) > i])) for i in range(calls)],
                           "full_history": [float(np.mean([f[i] for f in full if len(f) > i])) for i in range(calls)],
                           "n": [sum(1 for s in sent if len(s) > i) for i in range(calls)]})
-        panels.append({**_panel_head(bundle, targets[bundle]), "lines": lines})
+        panels.append({**panel_head(bundle, targets[bundle]), "lines": lines})
     return {"plot": "context_by_call", "panels": panels}
 
 
 def tokens_vs_score_series(results: Results) -> dict[str, Any]:
     """Every scored episode: total tokens against graded score, grouped by policy."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
+    for bundle, arms in by_bundle(results).items():
         groups: dict[str, dict[str, list]] = {}
         for key, group in arms.items():
             points = groups.setdefault(key.policy, {"policy": key.policy, "x": [], "y": [], "episodes": []})
@@ -107,22 +90,22 @@ def tokens_vs_score_series(results: Results) -> dict[str, Any]:
                     points["x"].append(total_tokens(r))
                     points["y"].append(float(r["score"]))
                     points["episodes"].append(f"{r['run_id']}/{r['episode_id']}")
-        panels.append({**_panel_head(bundle, targets[bundle]), "groups": [groups[p] for p in sorted(groups)]})
+        panels.append({**panel_head(bundle, targets[bundle]), "groups": [groups[p] for p in sorted(groups)]})
     return {"plot": "tokens_vs_score", "panels": panels}
 
 
 def cost_vs_success_series(results: Results) -> dict[str, Any]:
     """Per arm: mean cost (USD) against success rate with its Wilson interval."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
-        labels, points = _labels(list(arms)), []
+    for bundle, arms in by_bundle(results).items():
+        labels, points = arm_labels(list(arms)), []
         for key, group in arms.items():
             successes = sum(1 for r in group if r["success"])
             rate = stats.wilson_interval(successes, len(group))
             points.append({"label": labels[key], **key.as_record(),
                            "x": float(np.mean([r["metrics"]["cost_usd"] for r in group])),
                            "y": rate.estimate, "y_low": rate.low, "y_high": rate.high, "n": len(group)})
-        panels.append({**_panel_head(bundle, targets[bundle]), "points": points})
+        panels.append({**panel_head(bundle, targets[bundle]), "points": points})
     return {"plot": "cost_vs_success", "panels": panels}
 
 
@@ -134,76 +117,61 @@ SERIES: dict[str, Callable[[Results], dict[str, Any]]] = {
 
 # -- drawing --------------------------------------------------------------------------------------
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _colours(policies: list[str]) -> dict[str, Any]:
-    """One distinct colour per policy: tab10 up to ten, tab20 up to twenty (the 13 shipped policies
-    and the presets do not fit ten), cycling only beyond that."""
-    plt = _pyplot()
-    names = sorted(set(policies))
-    cmap, size = (plt.get_cmap("tab10"), 10) if len(names) <= 10 else (plt.get_cmap("tab20"), 20)
-    return {p: cmap(i % size) for i, p in enumerate(names)}
-
-
 def _score_label(panel: dict[str, Any]) -> str:
     better = {"maximize": " (higher is better)", "minimize": " (lower is better)"}.get(panel["direction"] or "", "")
     return f"{panel['metric'] or 'score'}{better}"
 
 
-def _figure(panels: list[dict[str, Any]], title: str):
-    plt = _pyplot()
-    count = max(1, len(panels))
-    fig, axes = plt.subplots(1, count, figsize=(6.4 * count, 4.6), squeeze=False, dpi=110)
-    fig.suptitle(title, fontsize=13)
-    return fig, list(axes[0])
-
-
-def _empty(ax, message: str) -> None:
-    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="grey")
-
-
-def _draw_score_by_iteration(series: dict[str, Any], colours: dict[str, Any]):
-    fig, axes = _figure(series["panels"], "Best-so-far score by iteration (iteration 0 = starter baseline)")
-    for ax, panel in zip(axes, series["panels"]):
-        for line in panel["lines"]:
-            ax.plot(line["x"], line["y"], marker="o", color=colours[line["policy"]], label=line["label"])
-        if panel["baseline"] is not None:
-            ax.axhline(panel["baseline"], color="grey", linestyle=":", label="bundle baseline (graded)")
-        if not panel["lines"]:
-            _empty(ax, "no iterations recorded")
-        ax.set(title=panel["bundle"], xlabel="iteration", ylabel=f"mean best-so-far {_score_label(panel)}")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    return fig
-
-
-def _draw_context_by_call(series: dict[str, Any], colours: dict[str, Any]):
-    fig, axes = _figure(series["panels"], "Context size by LLM call (solid: sent, dashed: full history)")
+def _draw_line_panels(series: dict[str, Any], colours: dict[str, Any], title: str, nothing: str, xlabel: str,
+                      ylabel: Callable[[dict[str, Any]], str],
+                      per_line: Callable[[Any, dict[str, Any], Any], None] | None = None,
+                      per_panel: Callable[[Any, dict[str, Any]], None] | None = None):
+    """One line per arm and panel over integer x (iterations, calls); `per_line` and `per_panel`
+    add what a plot draws besides (after the arm's line, and after all of a panel's lines)."""
+    fig, axes = figure(series["panels"], title)
     for ax, panel in zip(axes, series["panels"]):
         for line in panel["lines"]:
             colour = colours[line["policy"]]
             ax.plot(line["x"], line["y"], marker="o", color=colour, label=line["label"])
-            ax.plot(line["x"], line["full_history"], linestyle="--", color=colour, alpha=0.7,
-                    label=f"{line['label']}: full history")
+            if per_line:
+                per_line(ax, line, colour)
+        if per_panel:
+            per_panel(ax, panel)
         if not panel["lines"]:
-            _empty(ax, "no LLM calls recorded")
-        ax.set(title=panel["bundle"], xlabel="LLM call", ylabel="mean context tokens")
+            empty(ax, nothing)
+        ax.set(title=panel["bundle"], xlabel=xlabel, ylabel=ylabel(panel))
         ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
 
 
+def _draw_score_by_iteration(series: dict[str, Any], colours: dict[str, Any]):
+    def baseline(ax: Any, panel: dict[str, Any]) -> None:
+        if panel["baseline"] is not None:
+            ax.axhline(panel["baseline"], color="grey", linestyle=":", label="bundle baseline (graded)")
+
+    return _draw_line_panels(series, colours, "Best-so-far score by iteration (iteration 0 = starter baseline)",
+                             "no iterations recorded", "iteration",
+                             lambda panel: f"mean best-so-far {_score_label(panel)}", per_panel=baseline)
+
+
+def _draw_context_by_call(series: dict[str, Any], colours: dict[str, Any]):
+    def full_history(ax: Any, line: dict[str, Any], colour: Any) -> None:
+        ax.plot(line["x"], line["full_history"], linestyle="--", color=colour, alpha=0.7,
+                label=f"{line['label']}: full history")
+
+    return _draw_line_panels(series, colours, "Context size by LLM call (solid: sent, dashed: full history)",
+                             "no LLM calls recorded", "LLM call", lambda panel: "mean context tokens",
+                             per_line=full_history)
+
+
 def _draw_tokens_vs_score(series: dict[str, Any], colours: dict[str, Any]):
-    fig, axes = _figure(series["panels"], "Total tokens against graded score (one point per episode)")
+    fig, axes = figure(series["panels"], "Total tokens against graded score (one point per episode)")
     for ax, panel in zip(axes, series["panels"]):
         for group in panel["groups"]:
             ax.scatter(group["x"], group["y"], color=colours[group["policy"]], label=group["policy"], alpha=0.8,
                        edgecolors="black", linewidths=0.4)
         if not any(g["x"] for g in panel["groups"]):
-            _empty(ax, "no scored episodes")
+            empty(ax, "no scored episodes")
         ax.margins(0.1)
         ax.set(title=panel["bundle"], xlabel="total tokens (prompt + completion + summarizer)",
                ylabel=_score_label(panel))
@@ -211,7 +179,7 @@ def _draw_tokens_vs_score(series: dict[str, Any], colours: dict[str, Any]):
 
 
 def _draw_cost_vs_success(series: dict[str, Any], colours: dict[str, Any]):
-    fig, axes = _figure(series["panels"], "Mean cost against success rate (95 % Wilson interval)")
+    fig, axes = figure(series["panels"], "Mean cost against success rate (95 % Wilson interval)")
     for ax, panel in zip(axes, series["panels"]):
         for point in panel["points"]:
             below, above = point["y"] - point["y_low"], point["y_high"] - point["y"]
@@ -237,7 +205,6 @@ def draw(name: str, series: dict[str, Any], path: Path, colours: dict[str, Any])
     import io
 
     from ..atomic import write_bytes_atomic
-    from . import policy_plots
     plt = _pyplot()
     with plt.rc_context({"text.parse_math": False}):  # a "$" in a policy name is text, not TeX
         fig = (DRAW.get(name) or policy_plots.DRAW[name])(series, colours)
@@ -258,7 +225,6 @@ def draw(name: str, series: dict[str, Any], path: Path, colours: dict[str, Any])
 def write_plots(results: Results, out_dir: Path) -> dict[str, Path]:
     """Every plot of PLOTS as `<out_dir>/<name>.png`, then each policy plot (policy_plots.POLICY_PLOTS)
     whose data exist; a policy plot without data is not written (and a stale one is removed)."""
-    from . import policy_plots
     colours = _colours([key.policy for key in group_by_arm(results)])
     written = {name: draw(name, SERIES[name](results), out_dir / f"{name}.png", colours) for name in PLOTS}
     for name in policy_plots.POLICY_PLOTS:

@@ -15,7 +15,7 @@ import numpy as np
 from ..episode.probe_recall import BUCKETS
 from . import stats
 from .loading import ArmKey, bundle_targets, group_by_arm, total_tokens
-from .plots import _by_bundle, _empty, _figure, _labels, _panel_head, _pyplot
+from .plot_common import Results, arm_labels, by_bundle, empty, figure, panel_head, pyplot
 from .probes import arm_probe_recall
 
 POLICY_PLOTS = ("context_map", "retention", "cost_frontier")
@@ -26,8 +26,6 @@ STATE_COLOURS = {"K": "#2da44e", "M": "#e3b341", "S": "#54aeff", "D": "#cf222e"}
 MAP_COLUMNS = 3  # context maps per row
 TOKENS_NOTE = "prompt + completion + summarizer; probe tokens excluded"
 DODGE = 0.08  # horizontal offset between policies on the categorical distance axis
-
-Results = list[dict[str, Any]]
 
 
 # -- series ---------------------------------------------------------------------------------------
@@ -66,8 +64,8 @@ def retention_series(results: Results) -> dict[str, Any]:
     each distance bucket (calls between plant and ask), with Wilson 95 % intervals: the arm's
     `probe_recall.by_distance` of compare.json, drawn."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
-        labels, lines = _labels(list(arms)), []
+    for bundle, arms in by_bundle(results).items():
+        labels, lines = arm_labels(list(arms)), []
         for key, group in arms.items():
             by_distance = (arm_probe_recall(group) or {}).get("by_distance") or {}
             x = [b for b in BUCKETS if b in by_distance]
@@ -79,7 +77,7 @@ def retention_series(results: Results) -> dict[str, Any]:
                           "answered": [by_distance[b]["answered"] for b in x],
                           "correct": [by_distance[b]["correct"] for b in x]})
         if lines:
-            panels.append({**_panel_head(bundle, targets[bundle]), "lines": lines})
+            panels.append({**panel_head(bundle, targets[bundle]), "lines": lines})
     return {"plot": "retention", "buckets": list(BUCKETS), "panels": panels}
 
 
@@ -95,8 +93,8 @@ def cost_frontier_series(results: Results) -> dict[str, Any]:
     """Per arm: mean total tokens per episode (prompt + completion + summarizer, with a percentile
     bootstrap interval) against the success rate (Wilson interval), and the Pareto frontier."""
     targets, panels = bundle_targets(results), []
-    for bundle, arms in _by_bundle(results).items():
-        labels, points = _labels(list(arms)), []
+    for bundle, arms in by_bundle(results).items():
+        labels, points = arm_labels(list(arms)), []
         for key, group in arms.items():
             tokens = stats.bootstrap_mean([float(total_tokens(r)) for r in group])
             rate = stats.wilson_interval(sum(1 for r in group if r["success"]), len(group))
@@ -106,7 +104,7 @@ def cost_frontier_series(results: Results) -> dict[str, Any]:
         front = pareto_front(points)
         for point in points:
             point["pareto"] = any(point is p for p in front)
-        panels.append({**_panel_head(bundle, targets[bundle]), "points": points,
+        panels.append({**panel_head(bundle, targets[bundle]), "points": points,
                        "frontier": [p["label"] for p in front]})
     return {"plot": "cost_frontier", "tokens": TOKENS_NOTE, "panels": panels}
 
@@ -137,7 +135,7 @@ def state_matrix(entry: dict[str, Any]) -> np.ndarray:
 def _draw_context_map(series: dict[str, Any], colours: dict[str, Any]):
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
-    plt = _pyplot()
+    plt = pyplot()
     maps = series["maps"]
     columns = max(1, min(MAP_COLUMNS, len(maps)))
     rows = max(1, math.ceil(len(maps) / columns))
@@ -159,15 +157,15 @@ def _draw_context_map(series: dict[str, Any], colours: dict[str, Any]):
     for ax in list(axes.flat)[len(maps):]:
         ax.axis("off")
     if not maps:
-        _empty(axes[0][0], "no context maps recorded")
+        empty(axes[0][0], "no context maps recorded")
     handles = [Patch(facecolor=STATE_COLOURS[s], edgecolor="black", label=series["states"][s]) for s in STATES]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(STATES), fontsize=9)
     return fig
 
 
 def _draw_retention(series: dict[str, Any], colours: dict[str, Any]):
-    fig, axes = _figure(series["panels"], "Probe recall by plant-to-ask distance\n"
-                                          "(answered probes; 95 % Wilson interval)")
+    fig, axes = figure(series["panels"], "Probe recall by plant-to-ask distance\n"
+                                         "(answered probes; 95 % Wilson interval)")
     buckets = series["buckets"]
     for ax, panel in zip(axes, series["panels"]):
         count = len(panel["lines"])
@@ -186,7 +184,7 @@ def _draw_retention(series: dict[str, Any], colours: dict[str, Any]):
 def _draw_cost_frontier(series: dict[str, Any], colours: dict[str, Any]):
     title = (f"Cost–success frontier: mean total tokens per episode (95 % bootstrap)\nagainst success rate "
              f"(95 % Wilson)\n[{series['tokens']}]")
-    fig, axes = _figure(series["panels"], title)
+    fig, axes = figure(series["panels"], title)
     for ax, panel in zip(axes, series["panels"]):
         for point in panel["points"]:
             yerr = [[point["y"] - point["y_low"]], [point["y_high"] - point["y"]]]

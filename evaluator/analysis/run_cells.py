@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..jsonschemas import data_violations, violations
-from ..matrix import episode_id
+from ..episode_ids import episode_id
 
 RUN_FILE = "run.json"
 MAX_RUN_FILE_BYTES = 16 * 1024 * 1024  # a run.json is a few kilobytes; a bigger one is not read

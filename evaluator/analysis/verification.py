@@ -1,9 +1,10 @@
 """Verifying a leaderboard submission: trust nothing it claims that can be recomputed.
 
 The bundles' and graders' hashes against the bundles here, every artefact folder against its
-digest, the totals against the episodes, and every episode's score, success and medal against a
-fresh grade of its artefacts in a new grading sandbox. Tokens and cost cannot be recomputed (the
-agent is not run again); they are only checked for consistency.
+digest, the totals against the episodes; tokens and cost cannot be recomputed (the agent is not
+run again), they are only checked for consistency. These checks read files only; every episode's
+score, success and medal are then compared with a fresh grade of its artefacts by
+evaluator/regrade.py, which runs the graders.
 
 Completeness: the submission carries its run's run.json (hashed in submission.json), and must hold
 exactly the episodes run.json's matrix gives its arm, every one finished, with at least MIN_SEEDS
@@ -16,26 +17,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
-import shutil
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..bundles.grading_helper import grader_hash
 from ..bundles.manifest import Bundle
-from ..errors import CtxevalError, ValidationFailed
+from ..errors import ValidationFailed
 from ..hashing import hash_tree, iter_files
 from ..jsonschemas import data_violations, project_schema, violations
 from .run_cells import (MAX_RUN_FILE_BYTES, RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle,
                         sha256_bytes)
 from .submission import (ARTEFACTS_DIR, MIN_SEEDS, SCHEMA_VERSION, SUBMISSION_FILE, arm_of,
-                         artefact_digest, compute_totals, medal_of)
+                         artefact_digest, compute_totals)
 
 SCORE_TOLERANCE = 1e-9
-LABEL_PREFIX = "leaderboard-"
-
-Log = Callable[[str], None]
-ImageFor = Callable[[Bundle], "str | None"]
 
 
 def read_submission(folder: Path) -> tuple[dict[str, Any] | None, list[str]]:
@@ -65,7 +61,7 @@ def _older_format(document: Any) -> str | None:
             f"{SCHEMA_VERSION}: build the submission again from its run with `ctxeval submit RUN`")
 
 
-def _close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
+def scores_close(a: float | None, b: float | None, tolerance: float = SCORE_TOLERANCE) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if math.isinf(a) or math.isinf(b):  # an overflowing total: only the same infinity matches
@@ -116,7 +112,7 @@ def _probe_reasons(claim: dict[str, Any] | None, where: str) -> list[str]:
     if correct > answered:
         return [f"{where}.correct: {correct} correct of {answered} answered"]
     expected = correct / answered if answered else None
-    if not _close(overall, expected):
+    if not scores_close(overall, expected):
         return [f"{where}.overall: {overall} claimed, correct / answered gives {expected}"]
     return []
 
@@ -146,14 +142,14 @@ def _totals_mismatches(document: dict[str, Any]) -> list[str]:
         if claimed[name] != actual[name]:
             reasons.append(f"{SUBMISSION_FILE}: $.totals.{name}: {claimed[name]} claimed, the episodes give "
                            f"{actual[name]}")
-    if not _close(claimed["cost_usd"], actual["cost_usd"]):
+    if not scores_close(claimed["cost_usd"], actual["cost_usd"]):
         reasons.append(f"{SUBMISSION_FILE}: $.totals.cost_usd: {claimed['cost_usd']} claimed, the episodes give "
                        f"{actual['cost_usd']}")
     for bundle_id in sorted(set(claimed["mean_score"]) | set(actual["mean_score"])):
         if bundle_id not in claimed["mean_score"] or bundle_id not in actual["mean_score"]:
             reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score: bundle {bundle_id!r} "
                            f"{'missing' if bundle_id not in claimed['mean_score'] else 'has no episodes'}")
-        elif not _close(claimed["mean_score"][bundle_id], actual["mean_score"][bundle_id]):
+        elif not scores_close(claimed["mean_score"][bundle_id], actual["mean_score"][bundle_id]):
             reasons.append(f"{SUBMISSION_FILE}: $.totals.mean_score.{bundle_id}: "
                            f"{claimed['mean_score'][bundle_id]} claimed, the episodes give "
                            f"{actual['mean_score'][bundle_id]}")
@@ -238,7 +234,7 @@ def _current_bundles(document: dict[str, Any], root: Path | None) -> tuple[dict[
             continue
         before = len(reasons)
         current = {"version": bundle.version, "bundle_hash": hash_tree(bundle.root),
-                   "grader_hash": hash_tree(bundle.grader_dir), "metric": bundle.target.metric,
+                   "grader_hash": grader_hash(bundle), "metric": bundle.target.metric,
                    "direction": bundle.target.direction}
         for name, value in current.items():
             if claim[name] != value:
@@ -291,93 +287,31 @@ def _artefact_problems(document: dict[str, Any], folder: Path) -> tuple[set[int]
     return ok, reasons
 
 
-# -- re-grading ------------------------------------------------------------------------------------
-def regrade_folder(bundle: Bundle, backend: str, image: str | None, prepared: Any, folder: Path,
-                   labels: dict[str, str]):
-    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox. The folder
-    comes from a submission (untrusted): it is vetted like any copy-out first (regular files and
-    folders only, within the artefact limits)."""
-    from ..episode.grading import grade_artefacts
-    from ..sandbox.artefacts import copy_folder
-    vetted = Path(tempfile.mkdtemp(prefix="ctxeval-regrade-"))
-    try:
-        copy_folder(folder, vetted / "workspace")
-        return grade_artefacts(bundle, backend, image, vetted / "workspace", prepared, labels)
-    finally:
-        shutil.rmtree(vetted, ignore_errors=True)
+# -- the checks that need no sandbox -----------------------------------------------------------------
+@dataclass
+class SubmissionCheck:
+    """What reading a submission found: its document, every reason to reject it so far, and what a
+    re-grade (evaluator/regrade.py) may go on to: the bundles that match here and the episodes
+    whose artefacts match their digest."""
+
+    folder: Path
+    document: dict[str, Any] | None
+    reasons: list[str]
+    bundles: dict[str, Bundle] = field(default_factory=dict)
+    regradable: set[int] = field(default_factory=set)
+    checked: bool = True  # False: unreadable or against its schema, so no other check ran
 
 
-def _output_record(bundle: Bundle, folder: Path) -> dict[str, Any]:
-    from ..episode.context import check_output
-    path = folder / bundle.output_path
-    inside = path.resolve().is_relative_to(folder.resolve())
-    text = path.read_text(errors="replace") if inside and path.is_file() else None
-    return check_output(bundle, text)
-
-
-def _default_image(bundle: Bundle) -> str | None:
-    from ..images import ImageBuilder
-    return ImageBuilder().bundle_image(bundle).tag
-
-
-def _regrade(document: dict[str, Any], folder: Path, bundles: dict[str, Bundle], indices: set[int],
-             backend: str, image_for: ImageFor, log: Log) -> list[str]:
-    from ..bundles.data import prepare_data
-    from ..episode.runner import judge
-    from ..sandbox import provider
-    from ..sandbox.defaults import LABEL_RUN
-    reasons: list[str] = []
-    labels = {LABEL_RUN: f"{LABEL_PREFIX}{secrets.token_hex(4)}"}
-    prepared: dict[str, Any] = {}
-    images: dict[str, str | None] = {}
-    for i, episode in enumerate(document["episodes"]):
-        bundle = bundles.get(episode["bundle"])
-        if bundle is None or i not in indices:
-            continue
-        if bundle.id not in prepared:
-            prepared[bundle.id] = prepare_data(bundle)
-            images[bundle.id] = image_for(bundle) if provider(backend).needs_image else None
-        path = folder / ARTEFACTS_DIR / episode["episode_id"]
-        log(f"re-grading {episode['episode_id']} ({backend})")
-        try:
-            outcome = regrade_folder(bundle, backend, images[bundle.id], prepared[bundle.id], path, labels)
-        except CtxevalError:
-            raise
-        except Exception as exc:  # the engine or a sandbox failed: this machine's problem, not a verdict
-            raise CtxevalError(f"re-grading {episode['episode_id']} failed on this machine: "
-                               f"{type(exc).__name__}: {exc}") from None
-        where = f"{SUBMISSION_FILE}: $.episodes[{i}]"
-        if not _close(episode["score"], outcome.score):
-            why = f" ({'; '.join(outcome.errors)[:300]})" if outcome.errors else ""
-            reasons.append(f"{where}.score: {episode['score']} claimed, the re-grade gives {outcome.score}{why}")
-        success = judge(bundle, outcome, _output_record(bundle, path)["valid"])[0] \
-            if episode["status"] == "completed" else False
-        if episode["success"] != success:
-            reasons.append(f"{where}.success: {episode['success']} claimed, the re-grade gives {success} "
-                           f"under the bundle's rule {bundle.target.success.rule}")
-        medal = medal_of(outcome.grade if outcome.valid else None)
-        if episode["medal"] != medal:
-            reasons.append(f"{where}.medal: {episode['medal']!r} claimed, the re-grade gives {medal!r}")
-    return reasons
-
-
-def verify_submission(folder: str | Path, backend: str = "docker", *, bundles_root: Path | None = None,
-                      image_for: ImageFor | None = None, regrade: bool = True,
-                      log: Log | None = None) -> list[str]:
-    """Every reason to reject the submission in `folder`; empty means accepted.
+def check_submission(folder: str | Path, *, bundles_root: Path | None = None) -> SubmissionCheck:
+    """Every reason to reject the submission in `folder` found without running a grader.
 
     A submission that is unreadable or breaks its schema stops here (nothing else can be trusted).
-    Otherwise every check runs, and every episode whose bundle matches and whose artefacts match
-    their digest is re-graded. Failures of this machine (no engine, no data) raise CtxevalError."""
+    Otherwise every check runs; the result names what can be re-graded."""
     folder = Path(folder)
     document, reasons = read_submission(folder)
     if document is None or reasons:
-        return reasons
+        return SubmissionCheck(folder, document, reasons, checked=False)
     reasons = _consistency(document) + _run_file_reasons(document, folder)
     bundles, bundle_reasons = _current_bundles(document, bundles_root)
     indices, artefact_reasons = _artefact_problems(document, folder)
-    reasons += bundle_reasons + artefact_reasons
-    if regrade:
-        reasons += _regrade(document, folder, bundles, indices, backend, image_for or _default_image,
-                            log or (lambda message: None))
-    return reasons
+    return SubmissionCheck(folder, document, reasons + bundle_reasons + artefact_reasons, bundles, indices)

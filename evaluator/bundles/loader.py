@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,33 @@ def _read_manifest(manifest: Path, variant: str | None) -> tuple[dict[str, Any],
     return merged, names, where
 
 
-def load_bundle(path: str | Path) -> Bundle:
-    """Load and fully check a bundle folder (or its bundle.yaml), or a variant of it
-    (`bundles/toy@long`). Raises ValidationFailed."""
-    manifest, variant = split_variant(path)
+@dataclass
+class _Files:
+    """Checks the manifest's relative paths against the bundle folder, collecting violations."""
+
+    root: Path
+    label: str
+    found: list[Violation]
+
+    def existing(self, rel: str, json_path: str, want_dir: bool | None = None) -> Path:
+        try:
+            target = (self.root / rel).resolve()
+            exists = target.exists()
+        except (OSError, ValueError, RuntimeError) as exc:  # name too long, NUL byte, symlink loop
+            self.found.append(Violation(self.label, json_path, f"cannot use path {rel!r}: {exc}"))
+            return self.root
+        if not exists:
+            self.found.append(Violation(self.label, json_path, f"file not found: {rel}"))
+        elif want_dir is True and not target.is_dir():
+            self.found.append(Violation(self.label, json_path, f"not a folder: {rel}"))
+        elif want_dir is False and not target.is_file():
+            self.found.append(Violation(self.label, json_path, f"not a file: {rel}"))
+        return target
+
+
+def _locate_manifest(path: Path) -> Path:
+    """The resolved bundle.yaml of a folder or file; a violation when it cannot be found or read."""
+    manifest = path
     try:
         manifest = manifest_path_of(manifest)
         manifest = manifest.resolve()
@@ -86,34 +110,12 @@ def load_bundle(path: str | Path) -> Bundle:
         raise ValidationFailed([Violation(str(manifest), "$", f"cannot read bundle manifest: {exc}")]) from None
     if not present:
         raise ValidationFailed([Violation(str(manifest), "$", "bundle manifest not found")])
-    root = manifest.parent
-    label = str(manifest)
-    raw, variants, where = _read_manifest(manifest, variant)
-    found: list[Violation] = []
+    return manifest
 
-    def existing(rel: str, json_path: str, want_dir: bool | None = None) -> Path:
-        try:
-            target = (root / rel).resolve()
-            exists = target.exists()
-        except (OSError, ValueError, RuntimeError) as exc:  # name too long, NUL byte, symlink loop
-            found.append(Violation(label, json_path, f"cannot use path {rel!r}: {exc}"))
-            return root
-        if not exists:
-            found.append(Violation(label, json_path, f"file not found: {rel}"))
-        elif want_dir is True and not target.is_dir():
-            found.append(Violation(label, json_path, f"not a folder: {rel}"))
-        elif want_dir is False and not target.is_file():
-            found.append(Violation(label, json_path, f"not a file: {rel}"))
-        return target
 
-    task = existing(raw["task"], "$.task", want_dir=False)
-    image = raw["image"]
-    dockerfile = existing(image["dockerfile"], "$.image.dockerfile", want_dir=False)
-    context = [existing(rel, f"$.image.context[{i}]") for i, rel in enumerate(image.get("context", []))]
-    ws = raw["workspace"]
-    starter = existing(ws["starter"], "$.workspace.starter", want_dir=True)
-    reference = existing(ws["reference"], "$.workspace.reference", want_dir=True) if "reference" in ws else None
-
+def _tools(raw: dict[str, Any], files: _Files) -> tuple[list[ToolSpec], Path | None]:
+    """The declared tools (valid parameter schemas, unique names) and the tools/ folder."""
+    label, found = files.label, files.found
     tools = []
     for i, t in enumerate(raw.get("tools", [])):
         found.extend(Violation(label, f"$.tools[{i}].parameters{v.json_path[1:]}",
@@ -125,41 +127,75 @@ def load_bundle(path: str | Path) -> Bundle:
         if names.index(name) != i:
             found.append(Violation(label, f"$.tools[{i}].name", f"duplicate tool name {name!r}"))
     # tools/ is mounted whenever it exists: it may hold libraries the agent's code imports, too
-    tools_dir = (root / "tools") if (root / "tools").is_dir() else None
+    tools_dir = (files.root / "tools") if (files.root / "tools").is_dir() else None
     if tools and tools_dir is None:
         found.append(Violation(label, "$.tools", "the bundle declares tools but has no tools/ folder"))
+    return tools, tools_dir
 
-    grader = raw["grader"]
-    grader_dir = existing(grader.get("path", "grader"), "$.grader.path", want_dir=True)
-    output = raw["output"]
-    schema_file = existing(output["schema"], "$.output.schema", want_dir=False)
-    output_schema = _read_json_schema(schema_file, label, "$.output.schema", found) if schema_file.is_file() else {}
 
-    controller = None
-    if "controller" in raw:
-        c = raw["controller"]
-        found.extend(Violation(label, f"$.controller.proposal_schema{v.json_path[1:]}",
-                               f"not a valid JSON Schema: {v.message}")
-                     for v in schema_errors(c["proposal_schema"], label))
-        if c["apply_tool"] not in names:
-            found.append(Violation(label, "$.controller.apply_tool", f"no tool named {c['apply_tool']!r}"))
-        controller = ControllerSpec(**c)
+def _controller(raw: dict[str, Any], tools: list[ToolSpec], files: _Files) -> ControllerSpec | None:
+    """Controller mode's section: a valid proposal schema and an apply tool the bundle declares."""
+    if "controller" not in raw:
+        return None
+    c = raw["controller"]
+    files.found.extend(Violation(files.label, f"$.controller.proposal_schema{v.json_path[1:]}",
+                                 f"not a valid JSON Schema: {v.message}")
+                       for v in schema_errors(c["proposal_schema"], files.label))
+    if c["apply_tool"] not in [t.name for t in tools]:
+        files.found.append(Violation(files.label, "$.controller.apply_tool", f"no tool named {c['apply_tool']!r}"))
+    return ControllerSpec(**c)
 
-    data = None
-    if "data" in raw:
-        fields = dict(raw["data"])
-        fetch = FetchSpec(**fields.pop("fetch")) if "fetch" in fields else None
-        data = DataSpec(**fields, fetch=fetch)
-        existing(data.prepare[0], "$.data.prepare[0]", want_dir=False)
-    if ws.get("reference_command") and reference is None:
-        found.append(Violation(label, "$.workspace.reference_command", "needs workspace.reference"))
-    probes = _probes(raw, label, found)
 
-    if found:
-        raise ValidationFailed(remap(found, where))
+def _data(raw: dict[str, Any], files: _Files) -> DataSpec | None:
+    if "data" not in raw:
+        return None
+    fields = dict(raw["data"])
+    fetch = FetchSpec(**fields.pop("fetch")) if "fetch" in fields else None
+    data = DataSpec(**fields, fetch=fetch)
+    files.existing(data.prepare[0], "$.data.prepare[0]", want_dir=False)
+    return data
+
+
+def _target(raw: dict[str, Any]) -> Target:
     t = raw["target"]
-    target = Target(metric=t["metric"], direction=t["direction"], baseline=t.get("baseline"),
-                    success=SuccessRule(**t["success"]), open_ended=bool(t.get("open_ended", False)))
+    return Target(metric=t["metric"], direction=t["direction"], baseline=t.get("baseline"),
+                  success=SuccessRule(**t["success"]), open_ended=bool(t.get("open_ended", False)))
+
+
+def _grader_run(grader: dict[str, Any]) -> GraderRunSpec | None:
+    if "run" not in grader:
+        return None
+    return GraderRunSpec(grader["run"]["plan"], float(grader["run"].get("timeout_seconds", 300)))
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Load and fully check a bundle folder (or its bundle.yaml), or a variant of it
+    (`bundles/toy@long`). Raises ValidationFailed."""
+    manifest_arg, variant = split_variant(path)
+    manifest = _locate_manifest(manifest_arg)
+    root, label = manifest.parent, str(manifest)
+    raw, variants, where = _read_manifest(manifest, variant)
+    files = _Files(root, label, [])
+    existing = files.existing
+
+    task = existing(raw["task"], "$.task", want_dir=False)
+    image, ws, grader, output = raw["image"], raw["workspace"], raw["grader"], raw["output"]
+    dockerfile = existing(image["dockerfile"], "$.image.dockerfile", want_dir=False)
+    context = [existing(rel, f"$.image.context[{i}]") for i, rel in enumerate(image.get("context", []))]
+    starter = existing(ws["starter"], "$.workspace.starter", want_dir=True)
+    reference = existing(ws["reference"], "$.workspace.reference", want_dir=True) if "reference" in ws else None
+    tools, tools_dir = _tools(raw, files)
+    grader_dir = existing(grader.get("path", "grader"), "$.grader.path", want_dir=True)
+    schema_file = existing(output["schema"], "$.output.schema", want_dir=False)
+    output_schema = (_read_json_schema(schema_file, label, "$.output.schema", files.found)
+                     if schema_file.is_file() else {})
+    controller = _controller(raw, tools, files)
+    data = _data(raw, files)
+    if ws.get("reference_command") and reference is None:
+        files.found.append(Violation(label, "$.workspace.reference_command", "needs workspace.reference"))
+    probes = _probes(raw, label, files.found)
+    if files.found:
+        raise ValidationFailed(remap(files.found, where))
     return Bundle(
         root=root, manifest_path=manifest, raw=raw, version=raw["version"],
         id=f"{raw['id']}{VARIANT_SEPARATOR}{variant}" if variant else raw["id"],
@@ -170,9 +206,7 @@ def load_bundle(path: str | Path) -> Bundle:
         tools_dir=tools_dir, tools=tools, data=data, grader_dir=grader_dir,
         grader_command=grader["command"],
         grader_timeout_seconds=float(grader.get("timeout_seconds", DEFAULT_GRADER_TIMEOUT_SECONDS)),
-        grader_submission=grader.get("submission"),
-        grader_run=(GraderRunSpec(grader["run"]["plan"], float(grader["run"].get("timeout_seconds", 300)))
-                    if "run" in grader else None),
+        grader_submission=grader.get("submission"), grader_run=_grader_run(grader),
         output_path=output["path"], output_schema_path=schema_file, output_schema=output_schema,
-        target=target, limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
+        target=_target(raw), limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
     )

@@ -37,7 +37,8 @@ def submit(run: Optional[str] = typer.Argument(None, metavar="RUN", help="run id
            runs_dir: Optional[Path] = typer.Option(None, help="where RUN is looked up (default: runs/)"),
            dry_run: bool = typer.Option(False, help="verify only; do not add to the leaderboard")) -> None:
     """Submit one arm of a run (build, re-grade every episode, add) or an existing submission folder."""
-    from ..analysis.leaderboard import accept_submission, verify_submission
+    from ..analysis.leaderboard import accept_submission
+    from ..regrade import verify_submission
     from ..analysis.loading import load_run
     from ..analysis.submission import SubmissionArm, select_arm, write_submission
     screen = console()

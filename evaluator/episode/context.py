@@ -12,25 +12,11 @@ from ..bundles.manifest import Bundle, ToolSpec
 from ..errors import BudgetExceeded, CallCancelled, CtxevalError, EpisodeEnded
 from ..jsonschemas import data_violations, violations
 from ..models.base import Usage  # noqa: F401 (re-exported: its old home)
-from ..sandbox.base import OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME, ExecResult, Sandbox
+from ..sandbox.base import ExecOutcome, ExecResult, Sandbox
 from ..tracing.spans import NO_TRACING, LlmCall, ToolCall, Tracing
 from .events import EventLog
 from .probes import ProbeRunner
-from .result import StopReason
-
-# The stop reasons under their older names (episode.result.StopReason is their home).
-STOP_SUBMITTED = StopReason.SUBMITTED
-STOP_MAX_STEPS = StopReason.MAX_STEPS
-STOP_WALL_TIME = StopReason.WALL_TIME
-STOP_TOKENS = StopReason.TOKENS
-STOP_COST = StopReason.COST
-STOP_TARGET = StopReason.TARGET
-STOP_MODEL = StopReason.MODEL
-STOP_SANDBOX_DIED = StopReason.SANDBOX_DIED
-STOP_AGENT_ERROR = StopReason.AGENT_ERROR
-STOP_MODEL_ERROR = StopReason.MODEL_ERROR
-STOP_VALID_OUTPUT = StopReason.VALID_OUTPUT
-STOP_ACTIONS_DONE = StopReason.ACTIONS_DONE
+from .result import COUNTER_NAMES, EpisodeCounters, EpisodeTotals, StopReason
 
 PROBE_SECONDS = 120.0  # a probe's own deadline; its time is given back to the episode's wall budget
 LLM_CALL_CANCELLED = "llm_call_cancelled"  # the event, and the outcome counted, of a call the wall budget cut
@@ -54,16 +40,9 @@ class Budget:
 
 
 @dataclass
-class EpisodeMetrics:
-    steps: int = 0
-    llm_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    summarizer_tokens: int = 0
-    cost_usd: float = 0.0
-    model_seconds: float = 0.0
-    sandbox_seconds: float = 0.0
+class EpisodeMetrics(EpisodeCounters):
+    """The counters as the episode runs, with the per-call series its result keeps."""
+
     context_tokens: list[int] = field(default_factory=list)
     full_history_tokens: list[int] = field(default_factory=list)
     iterations: list[dict[str, Any]] = field(default_factory=list)
@@ -78,15 +57,17 @@ class EpisodeMetrics:
         full = sum(self.full_history_tokens)
         return round(sum(self.context_tokens) / full, 4) if full else None
 
-    def as_record(self, wall_seconds: float) -> dict[str, Any]:
-        return {"steps": self.steps, "llm_calls": self.llm_calls, "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": self.completion_tokens, "cached_tokens": self.cached_tokens,
-                "summarizer_tokens": self.summarizer_tokens, "cost_usd": round(self.cost_usd, 6),
-                "wall_seconds": round(wall_seconds, 4), "model_seconds": round(self.model_seconds, 4),
-                "sandbox_seconds": round(self.sandbox_seconds, 4), "context_tokens": self.context_tokens,
-                "full_history_tokens": self.full_history_tokens, "compression_ratio": self.compression_ratio,
-                "iterations": self.iterations, "context_maps": self.context_maps, "probe_tokens": self.probe_tokens,
-                "probe_cost_usd": round(self.probe_cost_usd, 6), "probe_seconds": round(self.probe_seconds, 4)}
+    def totals(self, wall_seconds: float) -> EpisodeTotals:
+        """The result's `metrics`: costs rounded as result.json has always kept them."""
+        counters = {name: getattr(self, name) for name in COUNTER_NAMES}
+        for name in ("model_seconds", "sandbox_seconds"):
+            counters[name] = round(counters[name], 4)
+        counters["cost_usd"] = round(self.cost_usd, 6)
+        series = {"context_tokens": self.context_tokens, "full_history_tokens": self.full_history_tokens,
+                  "compression_ratio": self.compression_ratio, "iterations": self.iterations,
+                  "context_maps": self.context_maps, "probe_tokens": self.probe_tokens,
+                  "probe_cost_usd": round(self.probe_cost_usd, 6), "probe_seconds": round(self.probe_seconds, 4)}
+        return EpisodeTotals(**counters, wall_seconds=round(wall_seconds, 4), series=series)
 
 
 def check_output(bundle: Bundle, text: str | None) -> dict[str, Any]:
@@ -152,9 +133,9 @@ class EpisodeContext:
 
     def _begin_step(self, kind: str) -> int:
         if self.submitted is not None:
-            raise EpisodeEnded(STOP_SUBMITTED)
+            raise EpisodeEnded(StopReason.SUBMITTED)
         if self.metrics.steps >= self.max_steps:
-            raise BudgetExceeded(STOP_MAX_STEPS)
+            raise BudgetExceeded(StopReason.MAX_STEPS)
         self.check_budget()
         self.metrics.steps += 1
         return self.metrics.steps
@@ -163,11 +144,11 @@ class EpisodeContext:
         """Raise BudgetExceeded when tokens, cost or wall time are spent (checked before every call)."""
         used = self.metrics.prompt_tokens + self.metrics.completion_tokens + self.metrics.summarizer_tokens
         if self.budget.max_tokens is not None and used >= self.budget.max_tokens:
-            raise BudgetExceeded(STOP_TOKENS)
+            raise BudgetExceeded(StopReason.TOKENS)
         if self.budget.max_cost_usd is not None and self.metrics.cost_usd >= self.budget.max_cost_usd:
-            raise BudgetExceeded(STOP_COST)
+            raise BudgetExceeded(StopReason.COST)
         if self.elapsed() >= self.wall_seconds:
-            raise BudgetExceeded(STOP_WALL_TIME)
+            raise BudgetExceeded(StopReason.WALL_TIME)
 
     def count_step(self, action: str, **detail: Any) -> int:
         """A step that touches no sandbox (a clarification, a rejected tool call)."""
@@ -189,10 +170,10 @@ class EpisodeContext:
         self.metrics.sandbox_seconds += result.duration_s
         self.outcomes[result.outcome] += 1
         self.events.emit("step", step=step, action=kind, **detail, result=result.to_record())
-        if result.outcome in (OUTCOME_SANDBOX_DIED, OUTCOME_WALL_TIME):
-            if result.outcome == OUTCOME_SANDBOX_DIED:
-                raise EpisodeEnded(STOP_SANDBOX_DIED)
-            raise BudgetExceeded(STOP_WALL_TIME)
+        if result.outcome in (ExecOutcome.SANDBOX_DIED, ExecOutcome.WALL_TIME):
+            if result.outcome == ExecOutcome.SANDBOX_DIED:
+                raise EpisodeEnded(StopReason.SANDBOX_DIED)
+            raise BudgetExceeded(StopReason.WALL_TIME)
 
     @staticmethod
     def _finish_span(span: ToolCall, result: ExecResult) -> None:
@@ -274,7 +255,7 @@ class EpisodeContext:
         with self.trace.tool("submit", payload or {}, step) as span:
             span.finish("submitted")
         self.submitted = payload or {}
-        self.stop_reason = STOP_SUBMITTED
+        self.stop_reason = StopReason.SUBMITTED
         self.events.emit("step", step=step, action="submit", payload=self.submitted)
 
     def record_iteration(self, arguments: dict[str, Any], score: float | None, ok: bool,
@@ -296,7 +277,7 @@ class EpisodeContext:
         deadline = self.wall_deadline()
         seconds_left = deadline - time.monotonic()
         if seconds_left <= 0:
-            raise BudgetExceeded(STOP_WALL_TIME)
+            raise BudgetExceeded(StopReason.WALL_TIME)
         options: dict[str, Any] = {"deadline": deadline}
         if tools is not None:
             options["tools"] = tools
@@ -311,7 +292,7 @@ class EpisodeContext:
                 response = model.complete(messages, **options)
             except CallCancelled as exc:
                 self._record_cancelled_call(model.name, span, exc, time.monotonic() - started, seconds_left, summarizer)
-                raise BudgetExceeded(STOP_WALL_TIME) from exc
+                raise BudgetExceeded(StopReason.WALL_TIME) from exc
             seconds = time.monotonic() - started
             span.finish(response, context_tokens, full_tokens)
         self.record_llm_call(response.usage, seconds, context_tokens, summarizer=summarizer, full_tokens=full_tokens)

@@ -24,7 +24,8 @@ from ..jsonschemas import data_violations, project_schema, validate, violations
 from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, Scratch, create_sandbox
 from ..sandbox.artefacts import ArtefactLimits, copy_folder, read_regular
 from ..sandbox.base import ROLE_SUBMISSION
-from .grading import GRADER_OUTPUT, OUTPUT_LIMITS, RUN_RESULTS, grader_limits
+from .limits import OUTPUT_LIMITS, grader_limits
+from .mounts import GRADER_OUTPUT, RUN_RESULTS
 
 PLAN_FILE = "plan.json"
 INPUTS_DIR = "inputs"

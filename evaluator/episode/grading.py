@@ -14,24 +14,22 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..bundles.data import PreparedData
-from ..bundles.grading_helper import GRADING_LIB_DIR, GRADING_LIB_ENV, GRADING_LIB_MOUNT
 from ..bundles.manifest import Bundle
+from ..errors import CtxevalError
 from ..jsonschemas import data_violations, project_schema, violations
-from ..sandbox import Sandbox, SandboxLimits, SandboxOptions, SandboxSpec, Scratch, create_sandbox
-from ..sandbox.artefacts import ArtefactLimits, read_regular
+from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox
+from ..sandbox.artefacts import copy_folder, read_regular
 from ..sandbox.base import ROLE_GRADER
-from ..sandbox.defaults import LABEL_RUN, OUTPUT_MOUNT
+from ..sandbox.defaults import LABEL_RUN
+from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
+from .limits import GRADER_OUTPUT_BYTES, OUTPUT_LIMITS, grader_limits
+from .mounts import GRADER_OUTPUT, GRADING_LIB, RUN_RESULTS
 
 GRADE_FILE = "grade.json"
-GRADER_OUTPUT_BYTES = 1024 * 1024
-GRADER_OUTPUT = Scratch(env="CTXEVAL_OUTPUT", mount=OUTPUT_MOUNT, writable=True, size_mb=64)
-RUN_RESULTS = Scratch(env="CTXEVAL_RUN_RESULTS", mount="/grading/results", writable=False, size_mb=256)
-# the grading helper graders import (ctxeval_grading), root's and read-only, as grade.py is
-GRADING_LIB = Scratch(env=GRADING_LIB_ENV, mount=GRADING_LIB_MOUNT, files=GRADING_LIB_DIR, writable=False, size_mb=4)
-OUTPUT_LIMITS = ArtefactLimits(max_bytes=64 * 1024 * 1024, max_file_bytes=16 * 1024 * 1024, max_files=5000)
+SUBMISSION_READ_BYTES = 1 << 34  # a single submitted file graded outside an episode (grade-sample)
 
 
 @dataclass
@@ -49,20 +47,10 @@ class GradeOutcome:
         return self.grade.get("score") if self.valid else None
 
 
-def grader_limits(bundle: Bundle, extra_seconds: float = 0.0) -> SandboxLimits:
-    limits = bundle.limits
-    return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
-                         tmpfs_mb=limits.tmpfs_mb, workspace_mb=limits.workspace_cap_mb,
-                         exec_timeout_seconds=bundle.grader_timeout_seconds, output_bytes=GRADER_OUTPUT_BYTES,
-                         wall_seconds=bundle.grader_timeout_seconds + extra_seconds + 120)
-
-
 def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: Path | None,
                     prepared: PreparedData, labels: dict[str, str],
                     sandbox_options: SandboxOptions | None = None) -> GradeOutcome:
     """Run the bundle's grader on a host folder of artefacts (None: an empty workspace)."""
-    from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
-
     run_seconds = bundle.grader_run.timeout_seconds + RUN_STAGE_SLACK_SECONDS if bundle.grader_run else 0.0
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, run_seconds), labels=labels, role=ROLE_GRADER,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
@@ -108,23 +96,45 @@ def parse_grade(text: str, log: dict[str, Any] | None = None) -> GradeOutcome:
     return GradeOutcome(grade, [str(p) for p in problems], log or {})
 
 
+def grade_filled_workspace(bundle: Bundle, backend: str, image: str | None, prepared: PreparedData,
+                           fill: Callable[[Path], object], labels: dict[str, str] | None = None,
+                           sandbox_options: SandboxOptions | None = None) -> GradeOutcome:
+    """Grade a workspace made on the host outside any episode: `fill` writes it (an empty folder it
+    is given), then it is graded as an episode's copied-out workspace would be, and removed."""
+    folder = Path(tempfile.mkdtemp(prefix="ctxeval-grade-workspace-"))
+    try:
+        workspace = folder / "workspace"
+        workspace.mkdir()
+        fill(workspace)
+        labels = labels or {LABEL_RUN: f"grade-{secrets.token_hex(4)}"}
+        return grade_artefacts(bundle, backend, image, workspace, prepared, labels, sandbox_options)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def grade_submission_file(bundle: Bundle, submission: Path, backend: str, image: str | None,
                           prepared: PreparedData) -> GradeOutcome:
     """Grade one file outside any episode (as `mlebench grade-sample` does): the file is put in an
     otherwise empty workspace under the name the grader reads, then graded as an episode would be."""
-    from ..errors import CtxevalError
-
     if not bundle.grader_submission:
         raise CtxevalError(f"bundle {bundle.id!r} does not name its submission file (grader.submission)")
-    data = read_regular(submission, 1 << 34) if submission.is_file() else None
+    data = read_regular(submission, SUBMISSION_READ_BYTES) if submission.is_file() else None
     if data is None:
         raise CtxevalError(f"submission not found (or not a regular file): {submission}")
-    folder = Path(tempfile.mkdtemp(prefix="ctxeval-submission-"))
-    try:
-        target = folder / bundle.grader_submission
+    name = bundle.grader_submission
+
+    def put_file(workspace: Path) -> None:
+        target = workspace / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-        labels = {LABEL_RUN: f"grade-{secrets.token_hex(4)}"}
-        return grade_artefacts(bundle, backend, image, folder, prepared, labels)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+
+    return grade_filled_workspace(bundle, backend, image, prepared, put_file)
+
+
+def regrade_folder(bundle: Bundle, backend: str, image: str | None, prepared: PreparedData, folder: Path,
+                   labels: dict[str, str]) -> GradeOutcome:
+    """Grade a host folder as an episode's final workspace, in a fresh grading sandbox. The folder
+    comes from a submission (untrusted): it is vetted like any copy-out first (regular files and
+    folders only, within the artefact limits)."""
+    return grade_filled_workspace(bundle, backend, image, prepared, lambda workspace: copy_folder(folder, workspace),
+                                  labels)

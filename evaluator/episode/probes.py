@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from policies.base import Message
+from policies.marks import CONSTRAINT_MARK, FACT_MARK, PROBE_MARK
 
 from .probe_answers import grade_answer
 
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
     from .context import EpisodeContext
 
 KIND_PROBE = "probe"
-PROBE_MARK = "PROBE"
 ANSWER_CHARS = 2000
 STATUS_ANSWERED = "answered"
 STATUS_NOT_PLANTED = "not_planted"
@@ -38,13 +38,13 @@ def expected_value(probe: ProbeSpec) -> str | float | None:
 
 def fact_tag(probe: ProbeSpec) -> str:
     """The machine-readable form of a fact (what an offline model can look up in its context)."""
-    return f"[fact {probe.id} = {json.dumps(expected_value(probe))}]"
+    return f"{FACT_MARK}{probe.id} = {json.dumps(expected_value(probe))}]"
 
 
 def planted_text(probe: ProbeSpec) -> str:
     lines = [probe.fact, fact_tag(probe)]
     if probe.constraint:
-        lines.append(f"CONSTRAINT: {json.dumps(probe.constraint, sort_keys=True, separators=(',', ':'))}")
+        lines.append(f"{CONSTRAINT_MARK} {json.dumps(probe.constraint, sort_keys=True, separators=(',', ':'))}")
     return "\n".join(lines)
 
 

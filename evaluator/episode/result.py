@@ -89,9 +89,10 @@ class OutputCheck:
         return {"path": self.path, "present": self.present, "valid": self.valid, "errors": list(self.errors)}
 
 
-@dataclass(frozen=True)
-class EpisodeTotals:
-    """What the episode cost; the optional per-call series are kept as recorded."""
+@dataclass
+class EpisodeCounters:
+    """The counts every episode keeps: accumulated as it runs (context.EpisodeMetrics), totalled in
+    its result (EpisodeTotals)."""
 
     steps: int = 0
     llm_calls: int = 0
@@ -100,13 +101,23 @@ class EpisodeTotals:
     cached_tokens: int = 0
     summarizer_tokens: int = 0
     cost_usd: float = 0.0
-    wall_seconds: float = 0.0
     model_seconds: float = 0.0
     sandbox_seconds: float = 0.0
+
+
+COUNTER_NAMES = tuple(f.name for f in fields(EpisodeCounters))
+
+
+@dataclass
+class EpisodeTotals(EpisodeCounters):
+    """What the episode cost; the optional per-call series are kept as recorded."""
+
+    wall_seconds: float = 0.0
     series: dict[str, Any] = field(default_factory=dict)  # context_tokens, iterations, context_maps, probe_*...
 
     def to_record(self) -> dict[str, Any]:
-        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "series"}, **self.series}
+        return {**{name: getattr(self, name) for name in COUNTER_NAMES}, "wall_seconds": self.wall_seconds,
+                **self.series}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "EpisodeTotals":
@@ -197,5 +208,5 @@ class EpisodeResult(Mapping[str, Any]):
         return len(self._record)
 
 
-__all__ = ["BUDGET_STOPS", "BundleIdentity", "EpisodeResult", "EpisodeTotals", "OutputCheck", "SandboxIdentity",
+__all__ = ["BUDGET_STOPS", "COUNTER_NAMES", "BundleIdentity", "EpisodeCounters", "EpisodeResult", "EpisodeTotals", "OutputCheck", "SandboxIdentity",
            "Status", "StopReason"]

@@ -11,22 +11,25 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ..atomic import write_json_atomic
 from ..bundles.data import PreparedData
+from ..bundles.grading_helper import grader_hash
 from ..bundles.manifest import Bundle
-from ..errors import BudgetExceeded, CtxevalError, SandboxError
+from ..errors import CtxevalError, EpisodeEnded, SandboxError
 from ..hashing import hash_tree
 from ..interrupts import EpisodeInterrupted
 from ..jsonschemas import validate
 from ..models.base import ModelError
-from ..sandbox import Sandbox, SandboxLimits, SandboxOptions, SandboxSpec, create_sandbox, options_for
+from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox, options_for
 from ..sandbox.artefacts import read_regular
 from ..sandbox.defaults import LABEL_EPISODE, LABEL_RUN
 from ..tracing.spans import NO_TRACING, Tracing
-from .context import (STOP_ACTIONS_DONE, STOP_AGENT_ERROR, STOP_MODEL_ERROR, STOP_SANDBOX_DIED, Budget,
-                      EpisodeContext, check_output)
+from .context import Budget, EpisodeContext, EpisodeMetrics, check_output
 from .events import EventLog
 from .grading import GradeOutcome, grade_artefacts
+from .judging import best_score, judge
+from .limits import agent_limits
 from .probe_recall import probe_recall
 from .probes import ProbeRunner
+from .result import BundleIdentity, EpisodeResult, OutputCheck, SandboxIdentity, Status, StopReason
 
 if TYPE_CHECKING:  # the runner drives agents; agents never need the runner
     from ..agents.base import Agent
@@ -56,38 +59,6 @@ class EpisodeOptions:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-WATCHDOG_GRACE_SECONDS = 60.0  # the host watchdog fires this long after the episode's wall budget
-
-
-def agent_limits(bundle: Bundle, budget: Budget | None = None) -> SandboxLimits:
-    """The agent sandbox's limits; its wall clock is the episode's budget plus a grace for
-    copy-out (the host watchdog), and the sandbox ends itself a while after that."""
-    limits = bundle.limits
-    wall = (budget or Budget()).resolve(bundle).wall_seconds
-    return SandboxLimits(cpus=limits.cpus, memory_mb=limits.memory_mb, pids=limits.pids,
-                         tmpfs_mb=limits.tmpfs_mb, workspace_mb=limits.workspace_cap_mb,
-                         exec_timeout_seconds=limits.exec_timeout_seconds,
-                         output_bytes=limits.output_bytes, wall_seconds=wall + WATCHDOG_GRACE_SECONDS)
-
-
-def judge(bundle: Bundle, grade: GradeOutcome, output_valid: bool) -> tuple[bool, bool]:
-    """(success, target_met) under the bundle's success rule."""
-    target = bundle.target
-    score = grade.score
-    target_met = grade.valid and target.meets_target(score)
-    rule = target.success.rule
-    if rule in ("relative_improvement", "threshold"):
-        return target_met, target_met
-    if rule == "valid_output":
-        return output_valid and grade.valid, target_met
-    if rule == "relative_improvement_or_valid_output":
-        return target_met or (output_valid and grade.valid), target_met
-    if rule == "all_checks":
-        checks = (grade.grade or {}).get("checks") or []
-        return grade.valid and bool(checks) and all(c["passed"] for c in checks), target_met
-    raise CtxevalError(f"unknown success rule {rule!r}")
 
 
 def episode_attributes(bundle: Bundle, agent: Agent, seed: int) -> dict[str, Any]:
@@ -123,9 +94,9 @@ def run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared:
 class EpisodeState:
     """What an episode has produced so far; every step fills in its part, whatever fails."""
 
-    status: str = "completed"
+    status: Status = Status.COMPLETED
     error: str | None = None
-    stop_reason: str = STOP_ACTIONS_DONE
+    stop_reason: StopReason | str = StopReason.ACTIONS_DONE
     output: dict[str, Any] = field(default_factory=lambda: {"path": None, "present": False, "valid": False,
                                                             "errors": ["not read"]})
     grade: GradeOutcome = field(default_factory=lambda: GradeOutcome(None, ["not graded"]))
@@ -134,23 +105,23 @@ class EpisodeState:
     ctx: EpisodeContext | None = None
 
     def fail(self, error: str) -> None:
-        self.status, self.error = "error", error
+        self.status, self.error = Status.ERROR, error
 
 
 def _run_agent(agent: Agent, ctx: EpisodeContext, state: EpisodeState) -> None:
     try:
         agent.run(ctx)
-        state.stop_reason = ctx.stop_reason or STOP_ACTIONS_DONE
-    except BudgetExceeded as exc:
+        state.stop_reason = ctx.stop_reason or StopReason.ACTIONS_DONE
+    except EpisodeEnded as exc:  # a budget, the sandbox gone, or the episode's own end
         state.stop_reason = ctx.stop_reason or exc.reason
-        if state.stop_reason == STOP_SANDBOX_DIED:  # only the engine or someone outside can remove it
+        if state.stop_reason == StopReason.SANDBOX_DIED:  # only the engine or someone outside can remove it
             state.fail("the sandbox died mid-episode (removed from outside, or the Docker engine restarted); "
                        "`ctxeval run --resume` runs it again")
     except ModelError as exc:  # retries exhausted: recorded; the workspace is still graded
-        state.stop_reason = STOP_MODEL_ERROR
+        state.stop_reason = StopReason.MODEL_ERROR
         state.fail(str(exc))
     except CtxevalError as exc:
-        state.stop_reason = STOP_AGENT_ERROR
+        state.stop_reason = StopReason.AGENT_ERROR
         state.fail(str(exc))
 
 
@@ -165,7 +136,7 @@ def _collect(bundle: Bundle, sandbox: Sandbox, events: EventLog, state: EpisodeS
         ctx.outcomes["artefacts_refused"] += 1
         events.emit("artefacts_refused", error=str(exc))
         if not sandbox.alive():  # removed from outside: no fault of the agent's, run it again
-            state.stop_reason = STOP_SANDBOX_DIED
+            state.stop_reason = StopReason.SANDBOX_DIED
             state.fail(f"the sandbox died before its workspace was copied out ({exc}); "
                        "`ctxeval run --resume` runs it again")
         return
@@ -226,7 +197,7 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         _run_agent(agent, state.ctx, state)
         _check_interrupt(options)
         events.emit("agent_end", stop_reason=state.stop_reason)
-        if state.stop_reason != STOP_SANDBOX_DIED:
+        if state.stop_reason != StopReason.SANDBOX_DIED:
             _collect(bundle, sandbox, events, state, options.episode_dir / ARTEFACTS_DIR)
         sandbox_events = list(sandbox.events)
         sandbox.stop()  # nothing of the agent's outlives the copy: grading sees only the copied files
@@ -242,21 +213,18 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
     finally:
         sandbox_events = sandbox_events or list(sandbox.events)
         sandbox.stop()
-    result = _result(bundle, agent, options, state, sandbox, sandbox_events, started_at, started)
-    validate(result, "episode_result", options.episode_dir / RESULT_FILE)
-    events.emit("episode_end", success=result["success"], score=state.grade.score, status=state.status)
+    return _record(_result(bundle, agent, options, state, sandbox, sandbox_events, started_at, started),
+                   options, events)
+
+
+def _record(result: EpisodeResult, options: EpisodeOptions, events: EventLog) -> dict[str, Any]:
+    """Check the result against its schema, end the event log, write result.json atomically."""
+    record = result.to_record()
+    validate(record, "episode_result", options.episode_dir / RESULT_FILE)
+    events.emit("episode_end", success=result.success, score=result.score, status=result.status)
     events.close()
-    write_json_atomic(options.episode_dir / RESULT_FILE, result)
-    return result
-
-
-def _best_score(bundle: Bundle, iterations: list[dict[str, Any]], graded: float | None) -> float | None:
-    """The best score the agent saw on its own iterations (e.g. cross-validation), else the grade."""
-    best = None
-    for value in (i["score"] for i in iterations if i.get("score") is not None):
-        if best is None or bundle.target.better(value, best):
-            best = value
-    return graded if best is None else best
+    write_json_atomic(options.episode_dir / RESULT_FILE, record)
+    return record
 
 
 def _probe_results(ctx: EpisodeContext | None) -> dict[str, Any]:
@@ -268,31 +236,27 @@ def _probe_results(ctx: EpisodeContext | None) -> dict[str, Any]:
 
 
 def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: EpisodeState, sandbox: Sandbox,
-            sandbox_events: list[dict[str, Any]], started_at: str, started: float) -> dict[str, Any]:
+            sandbox_events: list[dict[str, Any]], started_at: str, started: float) -> EpisodeResult:
     grade, ctx = state.grade, state.ctx
-    success, target_met = judge(bundle, grade, state.output["valid"]) if state.status == "completed" else (False, False)
-    metrics = ctx.metrics if ctx is not None else None
-    wall = time.monotonic() - started
-    return {
-        "schema_version": 1, "episode_id": options.episode_id, "run_id": options.run_id,
-        "bundle": {"id": bundle.id, "version": bundle.version, "metric": bundle.target.metric,
-                   "direction": bundle.target.direction, "bundle_hash": hash_tree(bundle.root),
-                   "grader_hash": hash_tree(bundle.grader_dir), "image": options.image,
-                   "image_hash": options.image_hash},
-        "agent": {**agent.describe(), "probes": ctx.probes.state if ctx else "off"}, "seed": options.seed,
-        "sandbox": {"backend": sandbox.backend, "isolated": sandbox.isolated},
-        "status": state.status, "stop_reason": state.stop_reason, "error": state.error, "success": success,
-        "target_met": target_met, "score": grade.score,
-        "best_score": _best_score(bundle, metrics.iterations if metrics else [], grade.score),
-        "baseline": bundle.target.baseline,
-        "relative_improvement": bundle.target.relative_improvement(grade.score) if grade.score is not None else None,
-        "output": state.output, "grade": grade.grade, "grade_errors": grade.errors,
-        "outcomes": dict(ctx.outcomes) if ctx else {},
-        "metrics": (metrics.as_record(wall) if metrics else
-                    {"steps": 0, "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0,
-                     "summarizer_tokens": 0, "cost_usd": 0.0, "wall_seconds": wall,
-                     "model_seconds": 0.0, "sandbox_seconds": 0.0}),
-        **_probe_results(ctx),
-        "artefacts": state.artefacts, "sandbox_events": sandbox_events,
-        "started_at": started_at, "finished_at": _now(),
-    }
+    completed = state.status == Status.COMPLETED
+    success, target_met = judge(bundle, grade, state.output["valid"]) if completed else (False, False)
+    metrics = ctx.metrics if ctx is not None else EpisodeMetrics()
+    target = bundle.target
+    return EpisodeResult(
+        episode_id=options.episode_id, run_id=options.run_id, bundle=_bundle_identity(bundle, options),
+        agent={**agent.describe(), "probes": ctx.probes.state if ctx else "off"}, seed=options.seed,
+        sandbox=SandboxIdentity(backend=sandbox.backend, isolated=sandbox.isolated),
+        status=state.status, stop_reason=state.stop_reason, error=state.error, success=success,
+        target_met=target_met, score=grade.score, best_score=best_score(bundle, metrics.iterations, grade.score),
+        baseline=target.baseline,
+        relative_improvement=target.relative_improvement(grade.score) if grade.score is not None else None,
+        output=OutputCheck(**state.output), grade=grade.grade, grade_errors=grade.errors,
+        outcomes=dict(ctx.outcomes) if ctx else {}, metrics=metrics.totals(time.monotonic() - started),
+        **_probe_results(ctx), artefacts=state.artefacts, sandbox_events=sandbox_events,
+        started_at=started_at, finished_at=_now())
+
+
+def _bundle_identity(bundle: Bundle, options: EpisodeOptions) -> BundleIdentity:
+    return BundleIdentity(id=bundle.id, version=bundle.version, metric=bundle.target.metric,
+                          direction=bundle.target.direction, bundle_hash=hash_tree(bundle.root),
+                          grader_hash=grader_hash(bundle), image=options.image, image_hash=options.image_hash)

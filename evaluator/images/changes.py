@@ -105,68 +105,73 @@ def _relative(path: Path, top: Path, what: str) -> str:
                            "it can only compare inside one repository") from None
 
 
+def _base_decision(builder: ImageBuilder, project_root: Path, then_root: Path, top: Path, ref: str) -> Decision:
+    """The base image: built when its input hash differs from REF's, or its inputs did not exist there."""
+    new_base = builder.base_input_hash(project_root)
+    then_inputs = base_inputs(then_root)
+    needed = ["dockerfile", "requirements"]
+    if builder.resolved_base_source() == "offline":
+        needed.append("offline_script")  # the rootfs is made by it
+    missing = [_relative(base_inputs(project_root)[key], top, "base input") for key in needed
+               if not then_inputs[key].is_file()]
+    old_base = None if missing else builder.base_input_hash(then_root)
+    tag = base_tag(new_base)
+    if old_base == new_base:
+        return Decision("base", tag, new_base, old_base, False, f"inputs unchanged since {ref} ({new_base[:TAG_HEX]})")
+    if old_base is None:
+        return Decision("base", tag, new_base, None, True,
+                        f"{', '.join(missing)} did not exist at {ref}: every bundle is rebuilt")
+    return Decision("base", tag, new_base, old_base, True,
+                    f"inputs changed since {ref} ({old_base[:TAG_HEX]} -> {new_base[:TAG_HEX]}): "
+                    "every bundle is rebuilt")
+
+
+def _load_then(then_path: Path, rel: str, ref: str) -> tuple[Bundle | None, str]:
+    """The bundle as it was at REF, or None and why it cannot be compared."""
+    from ..bundles import MANIFEST_NAME, load_bundle
+    from ..bundles.registry import has_manifest
+    if not has_manifest(then_path):
+        return None, f"new since {ref} (no {rel}/{MANIFEST_NAME} there)"
+    try:
+        return load_bundle(then_path), ""
+    except CtxevalError as exc:
+        first = (exc.violations[0] if isinstance(exc, ValidationFailed) and exc.violations
+                 else str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None, f"its manifest at {ref} does not load here ({first}): built to be safe"
+
+
+def _bundle_decision(bundle: Bundle, then_path: Path, rel: str, base: Decision, ref: str) -> Decision:
+    """One bundle's image: built when its input hash (the base's included) or its id changed since REF."""
+    new = bundle_input_hash(bundle, base.new_hash)
+    old, renamed = None, False
+    then, reason = _load_then(then_path, rel, ref)
+    if then is not None:
+        old = bundle_input_hash(then, base.old_hash) if base.old_hash else None
+        renamed = then.base_id != bundle.base_id  # images are per base bundle (not variant)
+        if renamed:
+            reason = f"its id changed since {ref} ({then.base_id} -> {bundle.base_id})"
+        elif old == new:
+            reason = f"input hash unchanged since {ref} ({new[:TAG_HEX]})"
+        elif base.build:
+            reason = "the base image changed"
+        else:
+            reason = f"image inputs changed since {ref} ({old[:TAG_HEX]} -> {new[:TAG_HEX]})"
+    return Decision(bundle.id, bundle_tag(bundle.base_id, new), new, old, build=renamed or old != new, reason=reason)
+
+
 def plan_changed_since(builder: ImageBuilder, bundles: list[Bundle], ref: str,
                        project_root: Path = PROJECT_ROOT) -> ChangePlan:
     """Compare the base's and each bundle's input hash in the working tree with those at REF."""
-    from ..bundles import MANIFEST_NAME, load_bundle
-    from ..bundles.registry import has_manifest
-
     top = git_toplevel(project_root)
     commit = resolve_commit(ref, top)
     project_rel = _relative(project_root, top, "the project")
     base_rels = [_relative(path, top, "base input") for path in base_inputs(project_root).values()]
     bundle_rels = [_relative(bundle.root, top, f"bundle {bundle.id}") for bundle in bundles]
-
     with tempfile.TemporaryDirectory(prefix="ctxeval-changed-since-") as tmp:
         then_top = Path(tmp)
         export_at(commit, base_rels + bundle_rels, top, then_top)
         then_root = then_top / project_rel if project_rel != "." else then_top
-
-        new_base = builder.base_input_hash(project_root)
-        then_inputs = base_inputs(then_root)
-        needed = ["dockerfile", "requirements"]
-        if builder.resolved_base_source() == "offline":
-            needed.append("offline_script")  # the rootfs is made by it
-        missing = [_relative(base_inputs(project_root)[key], top, "base input") for key in needed
-                   if not then_inputs[key].is_file()]
-        old_base = None if missing else builder.base_input_hash(then_root)
-        if old_base == new_base:
-            base = Decision("base", base_tag(new_base), new_base, old_base, False,
-                            f"inputs unchanged since {ref} ({new_base[:TAG_HEX]})")
-        elif old_base is None:
-            base = Decision("base", base_tag(new_base), new_base, None, True,
-                            f"{', '.join(missing)} did not exist at {ref}: every bundle is rebuilt")
-        else:
-            base = Decision("base", base_tag(new_base), new_base, old_base, True,
-                            f"inputs changed since {ref} ({old_base[:TAG_HEX]} -> {new_base[:TAG_HEX]}): "
-                            "every bundle is rebuilt")
-
-        decisions: list[tuple[Bundle, Decision]] = []
-        for bundle, rel in zip(bundles, bundle_rels):
-            new = bundle_input_hash(bundle, new_base)
-            old, renamed = None, False
-            then_path = then_top / rel
-            if not has_manifest(then_path):
-                reason = f"new since {ref} (no {rel}/{MANIFEST_NAME} there)"
-            else:
-                try:
-                    then = load_bundle(then_path)
-                except CtxevalError as exc:
-                    then = None
-                    first = (exc.violations[0] if isinstance(exc, ValidationFailed) and exc.violations
-                             else str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-                    reason = f"its manifest at {ref} does not load here ({first}): built to be safe"
-                if then is not None:
-                    old = bundle_input_hash(then, old_base) if old_base else None
-                    renamed = then.base_id != bundle.base_id  # images are per base bundle (not variant)
-                    if renamed:
-                        reason = f"its id changed since {ref} ({then.base_id} -> {bundle.base_id})"
-                    elif old == new:
-                        reason = f"input hash unchanged since {ref} ({new[:TAG_HEX]})"
-                    elif base.build:
-                        reason = "the base image changed"
-                    else:
-                        reason = f"image inputs changed since {ref} ({old[:TAG_HEX]} -> {new[:TAG_HEX]})"
-            decisions.append((bundle, Decision(bundle.id, bundle_tag(bundle.base_id, new), new, old,
-                                               build=renamed or old != new, reason=reason)))
+        base = _base_decision(builder, project_root, then_root, top, ref)
+        decisions = [(bundle, _bundle_decision(bundle, then_top / rel, rel, base, ref))
+                     for bundle, rel in zip(bundles, bundle_rels)]
     return ChangePlan(ref=ref, commit=commit, base=base, bundles=decisions)

@@ -156,11 +156,11 @@ class AnthropicModel(ApiModel):
             body["temperature"] = self.temperature
         return body
 
-    def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
-        body = self.request_body(messages, tools, response_schema)
-        response = self.call(lambda options: self.client.messages.create(**body, **options), deadline)
-        return self.parse_response(response, forced=not tools and "tool_choice" in body)
+    def send(self, body: dict[str, Any], options: dict[str, Any]) -> Any:
+        return self.client.messages.create(**body, **options)
+
+    def reply(self, response: Any, body: dict[str, Any], messages: list[Message]) -> ModelResponse:
+        return self.parse_response(response, forced="tool_choice" in body)  # only the forced `respond` tool sets it
 
     def parse_response(self, response: Any, forced: bool = False) -> ModelResponse:
         texts: list[str] = []

@@ -9,7 +9,9 @@ import logging
 import time
 from typing import Any, Callable
 
-from .base import Model, ModelCallCancelled, ModelError, Usage
+from policies.base import Message
+
+from .base import Model, ModelCallCancelled, ModelError, ModelResponse, ToolSchema, Usage
 from .retries import RETRIABLE_STATUS, RETRY_COUNT_HEADER, CallClock, ReplyDeadline, backoff_seconds, retry_wait
 from .settings import (_KEYLIKE, PROVIDERS, AttemptCounter, ClientConfig, SlotTimeout, gate_for, import_sdk,
                        resolve_config, sdk_timeout)
@@ -91,6 +93,9 @@ class ApiModel(Model):
 
     provider = "abstract"
     sdk_error = "Exception"  # the SDK's base exception class name
+    options = ("api_key", "max_retries", "timeout", "max_concurrent", "max_tokens", "temperature")
+    takes_base_url = True
+    spec_name = "<model>"
 
     def __init__(self, model: str, base_url: str | None = None, *, api_key: str | None = None,
                  max_retries: int | None = None, timeout: float | None = None,
@@ -114,6 +119,25 @@ class ApiModel(Model):
 
     def _make_client(self) -> Any:
         raise NotImplementedError
+
+    def request_body(self, messages: list[Message], tools: list[ToolSchema] | None = None,
+                     response_schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The keyword arguments of the SDK's create call (useful to inspect a request)."""
+        raise NotImplementedError
+
+    def send(self, body: dict[str, Any], options: dict[str, Any]) -> Any:
+        """One attempt: the SDK's create call with `body` and the per-request `options`."""
+        raise NotImplementedError
+
+    def reply(self, response: Any, body: dict[str, Any], messages: list[Message]) -> ModelResponse:
+        """The SDK's reply to `body` as a ModelResponse."""
+        raise NotImplementedError
+
+    def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
+                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
+        body = self.request_body(messages, tools, response_schema)
+        response = self.call(lambda options: self.send(body, options), deadline)
+        return self.reply(response, body, messages)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, base_url={self.config.base_url!r})"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from policies.base import Message, ToolCall
 
@@ -46,8 +46,38 @@ class ModelCallCancelled(ModelError, CallCancelled):
     and ends the episode on its wall-time budget (not as an error)."""
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model spec taken apart: `text` as given, the `provider` part (a registered name or an
+    import path `package.module:Class`) and the `name` part after it (may hold colons)."""
+
+    text: str
+    provider: str
+    name: str
+
+
 class Model(abc.ABC):
+    """A model the agent talks to. As a provider (models/registry.py), a subclass declares how
+    create_model builds it from `<provider>:<name>`: the keyword options it takes, whether it takes a
+    base URL (else it is not passed on) and how to write the name part in a hint."""
+
     name: str = "abstract"
+    options: ClassVar[tuple[str, ...]] = ()
+    takes_base_url: ClassVar[bool] = False
+    spec_name: ClassVar[str] = "<name>"
+
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, base_url: str | None, options: dict[str, Any]) -> Model:
+        """A model of this provider: the name part is required, options must be ones it declares."""
+        if not spec.name:
+            raise CtxevalError(f"model {spec.text!r} names nothing: use {spec.provider}:{cls.spec_name}")
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            raise CtxevalError(f"{spec.provider} models take no option {', '.join(unknown)}; "
+                               f"known: {', '.join(cls.options) or 'none'}")
+        if cls.takes_base_url:
+            return cls(spec.name, base_url=base_url, **options)  # type: ignore[call-arg]
+        return cls(spec.name, **options)  # type: ignore[call-arg]
 
     def count_tokens(self, text: str) -> int:
         from policies.base import count_tokens

@@ -11,9 +11,10 @@ import re
 from typing import Any
 
 from policies.base import Message
-from policies.facts import CONSTRAINT_MARK, split_notes
+from policies.facts import split_notes  # noqa: F401 (the scripted models and tests read it from here)
+from policies.marks import CONSTRAINT_MARK, FACT_MARK, PROBE_MARK
 
-PROBE_PREFIX = "PROBE "
+PROBE_PREFIX = f"{PROBE_MARK} "
 UNKNOWN = "unknown"
 SPELLED_RESULT = re.compile(r"score=([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)[^\n{]*?(\{)")
 _DECODER = json.JSONDecoder()
@@ -66,7 +67,8 @@ def visible_constraints(messages: list[Message]) -> dict[str, Any]:
         text = message.content
         at = text.find(CONSTRAINT_MARK)
         while at >= 0:
-            value = _json_at(text, at + len(CONSTRAINT_MARK) + (1 if text[at + len(CONSTRAINT_MARK):][:1] == " " else 0))
+            after = at + len(CONSTRAINT_MARK)
+            value = _json_at(text, after + (1 if text[after:after + 1] == " " else 0))
             if isinstance(value, dict):
                 merged.update(value)
             at = text.find(CONSTRAINT_MARK, at + 1)
@@ -95,7 +97,7 @@ def probe_reply(messages: list[Message]) -> str | None:
     if not messages or not messages[-1].content.startswith(PROBE_PREFIX):
         return None
     probe_id = messages[-1].content[len(PROBE_PREFIX):].split(":", 1)[0].strip()
-    tag = f"[fact {probe_id} = "
+    tag = f"{FACT_MARK}{probe_id} = "
     for message in reversed(messages[:-1]):
         at = message.content.rfind(tag)
         if at >= 0:

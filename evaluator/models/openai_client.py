@@ -95,6 +95,7 @@ def to_openai_tools(tools: list[ToolSchema]) -> list[dict[str, Any]]:
 class OpenAIModel(ApiModel):
     provider = "openai"
     sdk_error = "OpenAIError"
+    options = ApiModel.options + ("json_mode",)
 
     def __init__(self, model: str, base_url: str | None = None, *, temperature: float | None = None,
                  json_mode: str | None = None, **options: Any):
@@ -134,10 +135,10 @@ class OpenAIModel(ApiModel):
             body["temperature"] = self.temperature
         return body
 
-    def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
-        body = self.request_body(messages, tools, response_schema)
-        response = self.call(lambda options: self.client.chat.completions.create(**body, **options), deadline)
+    def send(self, body: dict[str, Any], options: dict[str, Any]) -> Any:
+        return self.client.chat.completions.create(**body, **options)
+
+    def reply(self, response: Any, body: dict[str, Any], messages: list[Message]) -> ModelResponse:
         return self.parse_response(response, messages)
 
     def parse_response(self, response: Any, messages: list[Message]) -> ModelResponse:

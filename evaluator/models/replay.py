@@ -102,6 +102,9 @@ def read_cassette(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 class ReplayModel(Model):
     """Returns a cassette's replies in order; running out is a ModelError."""
 
+    options = ("strict",)
+    spec_name = "<path/to/cassette.jsonl>"
+
     def __init__(self, path: str | os.PathLike[str], strict: bool = False):
         if not str(path):
             raise CtxevalError("replay needs a cassette: replay:<path/to/cassette.jsonl>")

@@ -1,5 +1,6 @@
-"""Deterministic offline models. They read only the messages they are given (never the episode),
-so a context policy that drops history makes them repeat work, as a real model would."""
+"""Deterministic offline models (`scripted:<name>`, SCRIPTED_MODELS). They read only the messages
+they are given (never the episode), so a context policy that drops history makes them repeat work,
+as a real model would."""
 from __future__ import annotations
 
 import hashlib
@@ -7,14 +8,13 @@ import json
 from typing import Any
 
 from policies.base import Message, ToolCall, count_tokens
+from policies.marks import TARGET_MARK
 
-from .base import Model, ModelResponse, ToolSchema, Usage
+from ..errors import CtxevalError
+from .base import Model, ModelResponse, ModelSpec, ToolSchema, Usage
 from .memory import (complies, json_objects, probe_reply, split_notes, visible_constraints, visible_results,
                      with_constraints)
 from .search import candidate_configs
-
-TARGET_MARK = "TARGET:"
-RESULT_MARK = "RESULT:"
 
 
 def _json_after(mark: str, text: str) -> Any | None:
@@ -47,18 +47,40 @@ def _steps_left(messages: list[Message]) -> int | None:
     return None
 
 
-class HillClimb(Model):
-    """Controller-mode model: proposes the next untried candidate it can see (obeying every
-    constraint it can see), and stops at the target, or near the end of an open-ended budget with
-    the best compliant configuration it remembers."""
+class ScriptedModel(Model):
+    """The `scripted:` provider and the base of its models: a probe is answered from the context
+    alone, anything else by the model's own `reply`."""
 
-    name = "scripted:hill_climb"
+    @classmethod
+    def from_spec(cls, spec: ModelSpec, base_url: str | None, options: dict[str, Any]) -> Model:
+        """A model of SCRIPTED_MODELS by name. Offline stand-ins take no settings: base_url and the
+        API clients' options are ignored, so one command line serves scripted and API models."""
+        if spec.name not in SCRIPTED_MODELS:
+            raise CtxevalError(f"unknown scripted model {spec.name!r}; known: {', '.join(sorted(SCRIPTED_MODELS))}")
+        return SCRIPTED_MODELS[spec.name]()
 
     def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
                  response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
         answer = probe_reply(messages)
         if answer is not None:
             return ModelResponse(text=answer, usage=_usage(messages, answer))
+        return self.reply(messages, tools, response_schema)
+
+    def reply(self, messages: list[Message], tools: list[ToolSchema] | None,
+              response_schema: dict[str, Any] | None) -> ModelResponse:
+        """The model's answer to anything but a probe."""
+        raise NotImplementedError
+
+
+class HillClimb(ScriptedModel):
+    """Controller-mode model: proposes the next untried candidate it can see (obeying every
+    constraint it can see), and stops at the target, or near the end of an open-ended budget with
+    the best compliant configuration it remembers."""
+
+    name = "scripted:hill_climb"
+
+    def reply(self, messages: list[Message], tools: list[ToolSchema] | None,
+              response_schema: dict[str, Any] | None) -> ModelResponse:
         target, constraints = _target(messages), visible_constraints(messages)
         results = visible_results(messages, target.get("score_key", "score"))
         tried = [p["config"] for m in messages if m.role == "assistant"
@@ -96,18 +118,15 @@ class HillClimb(Model):
         return score <= goal if target.get("direction") == "minimize" else score >= goal
 
 
-class React(Model):
+class React(ScriptedModel):
     """Agentic-mode model: looks around, optionally clarifies, tries untried configurations with
     the bundle's apply tool (obeying the constraints it can see), keeps its best and submits at
     the target or near the end of an open-ended budget. Decides from `messages` only."""
 
     name = "scripted:react"
 
-    def complete(self, messages: list[Message], tools: list[ToolSchema] | None = None,
-                 response_schema: dict[str, Any] | None = None, *, deadline: float | None = None) -> ModelResponse:
-        answer = probe_reply(messages)
-        if answer is not None:
-            return ModelResponse(text=answer, usage=_usage(messages, answer))
+    def reply(self, messages: list[Message], tools: list[ToolSchema] | None,
+              response_schema: dict[str, Any] | None) -> ModelResponse:
         prompt_tokens = sum(count_tokens(m.content) + 4 for m in messages)
         if not tools:  # a summarisation request
             text = self._summary(messages)
@@ -169,6 +188,6 @@ class React(Model):
         return "\n".join(lines) or "nothing yet"
 
 
-SCRIPTED_MODELS: dict[str, type[Model]] = {"hill_climb": HillClimb, "react": React}
+SCRIPTED_MODELS: dict[str, type[ScriptedModel]] = {"hill_climb": HillClimb, "react": React}
 
-__all__ = ["HillClimb", "React", "SCRIPTED_MODELS", "candidate_configs", "TARGET_MARK", "RESULT_MARK"]
+__all__ = ["HillClimb", "React", "SCRIPTED_MODELS", "ScriptedModel", "candidate_configs"]

@@ -23,10 +23,7 @@ from ..hashing import iter_files
 from .artefacts import ArtefactCopy, ArtefactLimits
 from .cleanup import CleanupReport, Leftover
 from .defaults import DEADLINE_GRACE_SECONDS, LABEL_RUN
-from .outcomes import (DISK_FULL_MESSAGE, OUTCOME_DISK_FULL, OUTCOME_KILLED, OUTCOME_MEMORY_KILLED,  # noqa: F401
-                       OUTCOME_NONZERO_EXIT, OUTCOME_OK, OUTCOME_OUTPUT_CAPPED, OUTCOME_PIDS_LIMIT,
-                       OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT, OUTCOME_WALL_TIME, ExecResult, OutputCollector,
-                       classify)
+from .outcomes import ExecOutcome, ExecResult
 
 ROLE_AGENT = "agent"
 ROLE_GRADER = "grader"  # runs the bundle's grader: sees the private answers, never runs the agent's code
@@ -251,7 +248,7 @@ class Sandbox(abc.ABC):
         file (a FIFO never blocks the read) or cannot be read in `timeout` seconds."""
         result = self.exec(READ_FILE_COMMAND, args=[READ_FILE_SCRIPT, path, str(max_bytes)],
                            output_cap=max_bytes, timeout=timeout)
-        if result.exit_code != 0 and result.outcome != OUTCOME_OUTPUT_CAPPED:
+        if result.exit_code != 0 and result.outcome != ExecOutcome.OUTPUT_CAPPED:
             return None
         return result.raw_stdout[:max_bytes]
 

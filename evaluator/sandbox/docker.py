@@ -14,6 +14,7 @@
   container). Copy-out reads the workspace through the engine's archive API after every agent
   process is killed and the container frozen: no program of the sandbox takes part in it.
 - Host folders are bind-mounted read-only from neutral staged paths (staging.py).
+- What a container may do (capabilities, limits, mounts, labels) is docker_config.py's.
 """
 from __future__ import annotations
 
@@ -28,36 +29,20 @@ from typing import Any, Iterable
 from ..errors import SandboxError
 from . import cleanup
 from .artefacts import ArtefactCopy, ArtefactLimits, copy_tar_stream, tar_for_upload
-from .base import ROLE_GRADER, Sandbox, SandboxOptions, SandboxSpec, Scratch, tar_of_folder
+from .base import Sandbox, SandboxOptions, SandboxSpec, Scratch, tar_of_folder
 from .defaults import (AGENT_UID, AGENT_USER, LABEL_DEADLINE, LABEL_EPISODE, LABEL_MANAGED,  # noqa: F401
                        LABEL_ROLE, LABEL_RUN, MAX_FILE_BYTES, NETWORK_MODE, NOFILE_LIMIT, OUTPUT_MOUNT)
+# The container's configuration; its names stay importable from here (tests, the escape checks).
+from .docker_config import (CAP_DROP, DATA_MOUNT, GRADER_MOUNT, LOG_DRIVER, LOG_OPTIONS,  # noqa: F401
+                            PRIVATE_MOUNT, PYTHON, SECURITY_OPT, SHM_SIZE, SUPERVISOR_CAPS, SUPERVISOR_USER,
+                            TOOLS_MOUNT, WORKSPACE_MOUNT, container_config, container_environment)
 from .exec_stream import ExecPump, feed_stdin
-from .inside import (EXEC_HELPER_BOOTSTRAP, EXEC_HELPER_ENV, SUPERVISOR_BOOTSTRAP, source,
-                     supervisor_preamble)
-from .outcomes import (OUTCOME_NONZERO_EXIT, OUTCOME_PIDS_LIMIT, OUTCOME_SANDBOX_DIED, OUTCOME_TIMEOUT,
-                       OUTCOME_WALL_TIME, ExecResult, OutputCollector, classify)
-from .staging import stage
+from .inside import EXEC_HELPER_BOOTSTRAP, EXEC_HELPER_ENV, source, supervisor_preamble
+from .outcomes import ExecOutcome, ExecResult, OutputCollector, classify
 from .supervisor_channel import SupervisorChannel
 
-# Secure defaults, all applied to every container (with those of defaults.py).
-SUPERVISOR_USER = "0:0"  # PID 1 and the exec helpers; see SUPERVISOR_CAPS
-CAP_DROP = ["ALL"]
-# What PID 1 and the exec helpers need: end the agent's processes (KILL), start commands as the
-# agent (SETUID, SETGID) with an empty bounding set (SETPCAP). The agent's processes hold none.
-SUPERVISOR_CAPS = ["KILL", "SETUID", "SETGID", "SETPCAP"]
-SECURITY_OPT = ["no-new-privileges:true"]
-SHM_SIZE = "64m"
-LOG_DRIVER = "json-file"
-LOG_OPTIONS = {"max-size": "1m", "max-file": "1"}  # the engine's log of a container: 1 MiB at most
 EXEC_GRACE_SECONDS = 5.0  # past an exec's timeout: then kill every agent process; as long again: give up
 REMOVE_WAIT_SECONDS = 10.0  # stop() waits this long for the engine to finish removing the container
-PYTHON = ["python3", "-I", "-S", "-c"]  # isolated: no cwd, no environment, no site on the path
-
-WORKSPACE_MOUNT = "/workspace"
-TOOLS_MOUNT = "/opt/ctxeval/tools"
-DATA_MOUNT = "/data"
-GRADER_MOUNT = "/grader"
-PRIVATE_MOUNT = "/private"
 
 # Reset, as the agent's uid once PID 1 has killed every agent process: clear temp space and the
 # workspace, unpack the starter from stdin.
@@ -68,12 +53,6 @@ for dir in /tmp /dev/shm "$CTXEVAL_WORKSPACE"; do
 done
 tar -x -C "$CTXEVAL_WORKSPACE" --no-same-owner --no-same-permissions
 """
-
-
-def _tmpfs_volume(mount: str, size_mb: int, owner: int, read_only: bool = False) -> Any:
-    from docker.types import DriverConfig, Mount
-    options = {"type": "tmpfs", "device": "tmpfs", "o": f"size={size_mb}m,uid={owner},gid={owner},mode=0755"}
-    return Mount(mount, None, type="volume", read_only=read_only, driver_config=DriverConfig("local", options))
 
 
 def docker_engine_answers() -> bool:
@@ -130,55 +109,16 @@ class DockerSandbox(Sandbox):
         return cleanup.cleanup(run_id=run_id, expired_only=expired_only)
 
     # -- configuration -----------------------------------------------------------------------------
-    def _labels(self) -> dict[str, str]:
-        return {LABEL_MANAGED: "1", LABEL_ROLE: self.spec.role, LABEL_DEADLINE: f"{self.deadline:.0f}",
-                **self.spec.labels}
-
-    def _mounts(self) -> list[Any]:
-        from docker.types import Mount
-        limits = self.spec.limits
-        owner = 0 if self.spec.workspace_read_only else AGENT_UID
-        mounts = [_tmpfs_volume(WORKSPACE_MOUNT, limits.workspace_mb, owner)]
-        mounts += [_tmpfs_volume(s.mount, s.size_mb, AGENT_UID if s.writable else 0) for s in self.spec.scratch]
-        for host, target in ((self.spec.tools_dir, TOOLS_MOUNT), (self.spec.data_dir, DATA_MOUNT),
-                             (self.spec.grader_dir, GRADER_MOUNT), (self.spec.private_dir, PRIVATE_MOUNT)):
-            if host is not None:
-                mounts.append(Mount(target, str(stage(Path(host))), type="bind", read_only=True))
-        return mounts
-
     def environment(self) -> dict[str, str]:
-        env = {"CTXEVAL_WORKSPACE": WORKSPACE_MOUNT, "CTXEVAL_TOOLS": TOOLS_MOUNT,
-               "CTXEVAL_DATA": DATA_MOUNT, "HOME": "/tmp", "TMPDIR": "/tmp"}
-        if self.spec.role == ROLE_GRADER:
-            env.update(CTXEVAL_GRADER=GRADER_MOUNT, CTXEVAL_PRIVATE=PRIVATE_MOUNT)
-        env.update({s.env: s.mount for s in self.spec.scratch})
-        return {**env, **self.spec.env}
-
-    def _config(self) -> dict[str, Any]:
-        from docker.types import LogConfig, Ulimit
-        limits, api = self.spec.limits, self.client.api
-        host_config = api.create_host_config(
-            network_mode=NETWORK_MODE, read_only=True, cap_drop=CAP_DROP, cap_add=SUPERVISOR_CAPS,
-            security_opt=SECURITY_OPT, pids_limit=limits.pids, mem_limit=f"{limits.memory_mb}m",
-            memswap_limit=f"{limits.memory_mb}m", nano_cpus=int(limits.cpus * 1e9),
-            tmpfs={"/tmp": f"rw,nosuid,nodev,size={limits.tmpfs_mb}m,mode=1777"}, shm_size=SHM_SIZE,
-            mounts=self._mounts(), auto_remove=True, runtime=self.runtime,
-            log_config=LogConfig(type=LOG_DRIVER, config=LOG_OPTIONS),
-            ulimits=[Ulimit(name="nofile", soft=NOFILE_LIMIT, hard=NOFILE_LIMIT),
-                     Ulimit(name="fsize", soft=MAX_FILE_BYTES, hard=MAX_FILE_BYTES)])
-        config = api.create_container_config(
-            self.spec.image, [*PYTHON, SUPERVISOR_BOOTSTRAP, f"{self.deadline:.3f}"], user=SUPERVISOR_USER,
-            detach=True, stdin_open=True, hostname="sandbox", labels=self._labels(),
-            environment=self.environment(), working_dir="/", host_config=host_config)
-        config["StdinOnce"] = True  # the engine closes PID 1's stdin when our connection drops
-        return config
+        return container_environment(self.spec)
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
         api = self.client.api
         self.deadline = time.time() + self.spec.deadline_seconds
         name = f"ctxeval-{self.spec.role}-{secrets.token_hex(5)}"
-        container_id = api.create_container_from_config(self._config(), name=name)["Id"]
+        container_id = api.create_container_from_config(
+            container_config(api, self.spec, self.deadline, self.runtime), name=name)["Id"]
         self.container = self.client.containers.get(container_id)
         self._register()  # from here on an interrupted run can remove it
         try:
@@ -274,9 +214,9 @@ class DockerSandbox(Sandbox):
         timeout = float(timeout or limits.exec_timeout_seconds)
         collector = OutputCollector(output_cap or limits.output_bytes)
         if self.wall_expired:
-            return collector.result(None, OUTCOME_WALL_TIME, 0.0)
+            return collector.result(None, ExecOutcome.WALL_TIME, 0.0)
         if self.container is None or self.removed:
-            return collector.result(None, OUTCOME_SANDBOX_DIED, 0.0)
+            return collector.result(None, ExecOutcome.SANDBOX_DIED, 0.0)
         if self.paused:
             raise SandboxError("the sandbox is quiesced (frozen for copy-out); reset it before running commands")
         nonce = secrets.token_hex(16)
@@ -307,17 +247,17 @@ class DockerSandbox(Sandbox):
     def _finish(self, collector: OutputCollector, pump: ExecPump, duration: float, exec_id: str) -> ExecResult:
         report = pump.report
         if self.wall_expired:
-            return collector.result(report["rc"] if report else None, OUTCOME_WALL_TIME, duration)
+            return collector.result(report["rc"] if report else None, ExecOutcome.WALL_TIME, duration)
         if report is None:
             if self.state() in ("gone", "exited", "dead", "removing"):
-                return collector.result(None, OUTCOME_SANDBOX_DIED, duration)
+                return collector.result(None, ExecOutcome.SANDBOX_DIED, duration)
             if pump.escalated:
                 if pump.abandoned:
                     self.events.append({"event": "exec_abandoned"})
-                return collector.result(None, OUTCOME_TIMEOUT, duration)
+                return collector.result(None, ExecOutcome.TIMEOUT, duration)
             exit_code = self._exit_code(exec_id)
             self.events.append({"event": "exec_helper_no_report", "exit_code": exit_code})
-            result = collector.result(exit_code, OUTCOME_NONZERO_EXIT, duration)
+            result = collector.result(exit_code, ExecOutcome.NONZERO_EXIT, duration)
             result.stderr += f"\n[ctxeval: the command's helper ended with no report (exit {exit_code})]"
             return result
         outcome = classify(report["rc"], timed_out=bool(report.get("timed_out")) or pump.escalated,
@@ -334,13 +274,13 @@ class DockerSandbox(Sandbox):
         """The engine could not start the helper: the container is gone, or it is full of processes."""
         duration = time.monotonic() - started
         if self.wall_expired:
-            return collector.result(None, OUTCOME_WALL_TIME, duration)
+            return collector.result(None, ExecOutcome.WALL_TIME, duration)
         if self.state() not in ("running", "paused"):
-            outcome = OUTCOME_SANDBOX_DIED
+            outcome = ExecOutcome.SANDBOX_DIED
         elif "resource temporarily unavailable" in str(exc).lower():
-            outcome = OUTCOME_PIDS_LIMIT
+            outcome = ExecOutcome.PIDS_LIMIT
         else:
-            outcome = OUTCOME_NONZERO_EXIT
+            outcome = ExecOutcome.NONZERO_EXIT
         result = collector.result(None, outcome, duration)
         result.stderr = f"[ctxeval: the command could not be started: {str(exc)[:500]}]"
         return result

@@ -12,10 +12,10 @@ import socket
 import time
 from typing import Any, Callable
 
+from .frames import split_frames
 from .outcomes import OutputCollector
 
 MARK = b"\x1ectxeval-exec "
-FRAME_HEADER = 8
 MAX_REPORT_BYTES = 4096
 HOST_CAP_SLACK = 1024 * 1024  # bytes past the cap after which the host stops trusting the helper's cap
 
@@ -98,17 +98,13 @@ class ExecPump:
         return self.collector.total > self.collector.cap + HOST_CAP_SLACK and not self.escalated
 
     def _frames(self, buffer: bytes) -> bytes:
-        while len(buffer) >= FRAME_HEADER:
-            size = int.from_bytes(buffer[4:8], "big")
-            if len(buffer) < FRAME_HEADER + size:
-                break
-            stream, payload = buffer[0], buffer[FRAME_HEADER:FRAME_HEADER + size]
-            buffer = buffer[FRAME_HEADER + size:]
+        frames, rest = split_frames(buffer)
+        for stream, payload in frames:
             if stream == 2:
                 payload = self.filter.feed(payload)
             if stream in (1, 2) and payload:
                 self.collector.feed(stream, payload)
-        return buffer
+        return rest
 
 
 def feed_stdin(raw: socket.socket, data: bytes) -> None:

@@ -23,7 +23,7 @@ from typing import Iterable
 from .artefacts import ArtefactCopy, ArtefactLimits, copy_folder
 from .base import ROLE_GRADER, Sandbox, SandboxOptions, SandboxSpec, Scratch
 from .defaults import MAX_FILE_BYTES
-from .outcomes import OUTCOME_WALL_TIME, ExecResult, OutputCollector, classify
+from .outcomes import ExecOutcome, ExecResult, OutputCollector, classify
 
 SANDBOX_ENV = "CTXEVAL_LOCAL_SANDBOX"
 KILL_GRACE_SECONDS = 2.0
@@ -128,7 +128,7 @@ class LocalSandbox(Sandbox):
         collector = OutputCollector(output_cap or self.spec.limits.output_bytes)
         started = time.monotonic()
         if self.elapsed() > self.spec.limits.wall_seconds:
-            return collector.result(None, OUTCOME_WALL_TIME, 0.0)
+            return collector.result(None, ExecOutcome.WALL_TIME, 0.0)
         proc = subprocess.Popen(["bash", "-c", command, "ctxeval", *(args or [])], cwd=self.workspace,
                                 env={**self.environment(), **(env or {})}, stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -6,19 +6,25 @@ outcomes mean the same on every backend and in every event and result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-# Outcomes of one exec, recorded as they are in events and results.
-OUTCOME_OK = "ok"
-OUTCOME_NONZERO_EXIT = "nonzero_exit"
-OUTCOME_TIMEOUT = "timeout"
-OUTCOME_OUTPUT_CAPPED = "output_capped"
-OUTCOME_MEMORY_KILLED = "memory_killed"
-OUTCOME_PIDS_LIMIT = "pids_limit"
-OUTCOME_KILLED = "killed"
-OUTCOME_WALL_TIME = "wall_time_exceeded"
-OUTCOME_SANDBOX_DIED = "sandbox_died"
-OUTCOME_DISK_FULL = "disk_full"
+
+class ExecOutcome(StrEnum):
+    """Outcomes of one exec; a member is its plain string in events and results (json, f-strings, ==)."""
+
+    OK = "ok"  # exited 0
+    NONZERO_EXIT = "nonzero_exit"  # exited non-zero, for none of the reasons below
+    TIMEOUT = "timeout"  # ran past the exec's own timeout and was killed
+    OUTPUT_CAPPED = "output_capped"  # produced more output than the cap; what is past it is dropped
+    MEMORY_KILLED = "memory_killed"  # killed for going over the sandbox's memory limit
+    PIDS_LIMIT = "pids_limit"  # hit the sandbox's process limit
+    KILLED = "killed"  # killed by SIGKILL (exit 137 / -9) from outside the limits above
+    WALL_TIME = "wall_time_exceeded"  # the sandbox's wall-time deadline passed: cut, or never run
+    SANDBOX_DIED = "sandbox_died"  # the sandbox itself is gone (before or during the exec)
+    DISK_FULL = "disk_full"  # failed with "No space left on device"
+
+
 DISK_FULL_MESSAGE = b"No space left on device"
 
 
@@ -27,7 +33,7 @@ class ExecResult:
     exit_code: int | None
     stdout: str
     stderr: str
-    outcome: str
+    outcome: ExecOutcome
     duration_s: float
     stdout_bytes: int = 0
     stderr_bytes: int = 0
@@ -35,10 +41,10 @@ class ExecResult:
 
     @property
     def ok(self) -> bool:
-        return self.outcome == OUTCOME_OK
+        return self.outcome == ExecOutcome.OK
 
     def to_record(self, max_chars: int = 4000) -> dict[str, Any]:
-        return {"exit_code": self.exit_code, "outcome": self.outcome,
+        return {"exit_code": self.exit_code, "outcome": str(self.outcome),  # a plain str in records
                 "duration_s": round(self.duration_s, 4), "stdout": self.stdout[:max_chars],
                 "stderr": self.stderr[:max_chars], "stdout_bytes": self.stdout_bytes,
                 "stderr_bytes": self.stderr_bytes}
@@ -70,7 +76,7 @@ class OutputCollector:
     def raw(self, stream: int) -> bytes:
         return bytes(self.kept[stream])
 
-    def result(self, exit_code: int | None, outcome: str, duration_s: float) -> "ExecResult":
+    def result(self, exit_code: int | None, outcome: ExecOutcome, duration_s: float) -> "ExecResult":
         return ExecResult(exit_code=exit_code, stdout=self.text(1), stderr=self.text(2),
                           outcome=outcome, duration_s=duration_s, stdout_bytes=self.seen[1],
                           stderr_bytes=self.seen[2], raw_stdout=self.raw(1))
@@ -83,20 +89,20 @@ class OutputCollector:
 
 
 def classify(exit_code: int | None, *, timed_out: bool, capped: bool,
-             memory_killed: bool = False, pids_limited: bool = False, stderr: bytes | None = None) -> str:
+             memory_killed: bool = False, pids_limited: bool = False, stderr: bytes | None = None) -> ExecOutcome:
     """One outcome per exec, most specific first."""
     if memory_killed:
-        return OUTCOME_MEMORY_KILLED
+        return ExecOutcome.MEMORY_KILLED
     if pids_limited:
-        return OUTCOME_PIDS_LIMIT
+        return ExecOutcome.PIDS_LIMIT
     if capped:
-        return OUTCOME_OUTPUT_CAPPED
+        return ExecOutcome.OUTPUT_CAPPED
     if timed_out:
-        return OUTCOME_TIMEOUT
+        return ExecOutcome.TIMEOUT
     if exit_code == 0:
-        return OUTCOME_OK
+        return ExecOutcome.OK
     if exit_code is not None and exit_code in (137, -9):
-        return OUTCOME_KILLED
+        return ExecOutcome.KILLED
     if stderr is not None and DISK_FULL_MESSAGE in stderr:
-        return OUTCOME_DISK_FULL
-    return OUTCOME_NONZERO_EXIT
+        return ExecOutcome.DISK_FULL
+    return ExecOutcome.NONZERO_EXIT

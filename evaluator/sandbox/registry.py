@@ -8,12 +8,10 @@ it is used by its import path: `ctxeval run --backend mypkg.sandboxes:PodmanSand
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import pkgutil
-import threading
 from typing import Any, Callable, Mapping
 
 from ..errors import CtxevalError
+from ..provider_table import ProviderTable
 from .base import Sandbox, SandboxOptions, SandboxSpec
 
 AUTO = "auto"
@@ -23,52 +21,25 @@ BUILTIN_PROVIDERS = {
 }
 AUTO_ORDER = ("docker", "local")  # "auto" takes the first available, and warns when it is not isolated
 
-_PROVIDERS: dict[str, str] = dict(BUILTIN_PROVIDERS)
-_LOADED: dict[str, type[Sandbox]] = {}
-_LOCK = threading.Lock()
+_TABLE = ProviderTable("sandbox", Sandbox, "evaluator.sandbox.Sandbox", BUILTIN_PROVIDERS, reserved=(AUTO,))
 
 
 def register_provider(name: str, import_path: str) -> None:
     """Give a provider class (`package.module:Class`) a short backend name; imported on first use."""
-    if not name or ":" in name or name == AUTO:
-        raise CtxevalError(f"a sandbox provider's name must be a plain word, not {name!r}")
-    if import_path.count(":") != 1:
-        raise CtxevalError(f"a sandbox provider is given as package.module:Class, not {import_path!r}")
-    with _LOCK:
-        _PROVIDERS[name] = import_path
-        _LOADED.pop(name, None)
+    _TABLE.register(name, import_path)
 
 
 def provider_names() -> tuple[str, ...]:
     """The registered backend names (import paths are accepted besides these)."""
-    return tuple(_PROVIDERS)
+    return _TABLE.names()
 
 
 def provider(backend: str) -> type[Sandbox]:
     """The provider class of a backend name or of a `package.module:Class` import path."""
-    with _LOCK:
-        if backend in _LOADED:
-            return _LOADED[backend]
-        import_path = _PROVIDERS.get(backend) or (backend if ":" in backend else None)
-    if import_path is None:
+    cls = _TABLE.get(backend)
+    if cls is None:
         raise CtxevalError(f"unknown sandbox backend {backend!r}; choose one of {', '.join(provider_names())}, "
                            f"{AUTO}, or a provider class as package.module:Class")
-    cls = _import_provider(import_path)
-    with _LOCK:
-        _LOADED[backend] = cls
-    return cls
-
-
-def _import_provider(import_path: str) -> type[Sandbox]:
-    try:
-        cls = pkgutil.resolve_name(import_path)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise CtxevalError(f"sandbox provider {import_path!r} cannot be imported: {type(exc).__name__}: {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Sandbox)):
-        raise CtxevalError(f"sandbox provider {import_path!r} is not a subclass of evaluator.sandbox.Sandbox")
-    if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
-        raise CtxevalError(f"sandbox provider {import_path!r} does not implement: {missing}")
     return cls
 
 

@@ -14,7 +14,8 @@ import socket
 import threading
 from typing import Any
 
-FRAME_HEADER = 8  # the engine's multiplexed stream: [stream, 0, 0, 0, size(4, big-endian)]
+from .frames import split_frames
+
 READY_TIMEOUT_SECONDS = 30.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 KEEP_STDERR_BYTES = 4096
@@ -40,13 +41,8 @@ class SupervisorChannel:
         buffer, lines = b"", b""
         try:
             while chunk := self.sock.recv(65536):
-                buffer += chunk
-                while len(buffer) >= FRAME_HEADER:
-                    size = int.from_bytes(buffer[4:8], "big")
-                    if len(buffer) < FRAME_HEADER + size:
-                        break
-                    stream, payload = buffer[0], buffer[FRAME_HEADER:FRAME_HEADER + size]
-                    buffer = buffer[FRAME_HEADER + size:]
+                frames, buffer = split_frames(buffer + chunk)
+                for stream, payload in frames:
                     if stream == 1:
                         lines = self._lines(lines + payload)
                     elif stream == 2:

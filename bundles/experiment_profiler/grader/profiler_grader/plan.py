@@ -1,7 +1,7 @@
 """The plan stage: which commands the submission sandbox runs, and the input files they need.
 
 Runs in the grading container, where no code of the agent's runs. Writes $CTXEVAL_OUTPUT/plan.json
-(schemas/grader_plan.schema.json) and $CTXEVAL_OUTPUT/inputs/ (visible to the submission, read-only,
+(evaluator/schemas/grader_plan.schema.json) and $CTXEVAL_OUTPUT/inputs/ (visible to the submission, read-only,
 as $CTXEVAL_RUN_INPUTS): the grader's manifests without their dataset, the expected summary.json the
 `summarize` commands read, the runner that blocks `rich` and the stand-in `rich` package.
 

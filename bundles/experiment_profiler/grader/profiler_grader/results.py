@@ -1,5 +1,5 @@
 """Reading what the run stage did: $CTXEVAL_RUN_RESULTS/results.json (one record per command,
-schemas/grader_run_results.schema.json, written by the evaluator) and output/ (the files the
+evaluator/schemas/grader_run_results.schema.json, written by the evaluator) and output/ (the files the
 commands wrote under $CTXEVAL_RUN_OUTPUT, copied out). The records are the evaluator's; their
 stdout, stderr and the files are the submission's, so they are parsed defensively."""
 
