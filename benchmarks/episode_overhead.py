@@ -113,7 +113,7 @@ def instrument(timer: PhaseTimer, grader_command: str) -> None:
     timer.wrap(runs, "_clean_leftovers", "run.clean_leftovers")
     timer.wrap(runs, "start_run_tracing", "run.tracing_start")
     timer.wrap(tracing_setup.RunTracing, "shutdown", "run.tracing_shutdown")
-    timer.wrap(runs, "_write_run_file", "run.write_run_json")
+    timer.wrap(runs, "write_run_file", "run.write_run_json")
     timer.wrap(runs, "summarize", "run.summarize")
     # the sandboxes (agent and grader)
     timer.wrap(DockerSandbox, "__init__",

@@ -29,13 +29,11 @@ from .errors import CtxevalError
 from .interrupts import EpisodeInterrupted, Interrupt, RunInterrupted, stop_signals
 from .matrix import AgentSpec, RunMatrix, episode_id
 from .paths import runs_dir
-# The run folder's names, importable from here as before (cli, check.py, tests); `_write_run_file`
-# keeps its old name because benchmarks/episode_overhead.py times it there.
+# The run folder's names, importable from here as before (cli, check.py, tests)
 from .run_files import (ABORTED_DIR, EPISODES_DIR, LOCK_FILE, RUN_FILE, RUN_ID_PATTERN,  # noqa: F401
                         SUMMARY_FILE, check_run_id, end_run_file, finished_result, load_run_record,
                         new_run_id, now_stamp, read_json_object, run_lock, set_aside, set_aside_unfinished,
-                        summarize)
-from .run_files import write_run_file as _write_run_file
+                        summarize, write_run_file)
 from .sandbox import options_for, provider
 from .sandbox.base import stop_sandboxes
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
@@ -124,7 +122,7 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
         old = read_json_object(run_dir / RUN_FILE)
         if old is not None:
             record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
-        _write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
+        write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
         _clean_leftovers(settings.backend, settings.run_id, warn)
         tracing = start_run_tracing(run_dir, settings.phoenix, warn=warn)
         try:

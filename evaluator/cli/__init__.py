@@ -12,9 +12,9 @@ import typer
 from . import (analysis_commands, bundle_commands, data_commands, image_commands, leaderboard_commands,
                maintenance_commands, run_command)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                   help="ctxeval: containerized task bundles for measuring how context policies shape LLM agents.")
-data_app = typer.Typer(no_args_is_help=True, help="Prepare bundle data (public files and private answers).")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Prepare bundle data (public files and private answers).")
 app.add_typer(data_app, name="data")
 
 GROUPS = ((app, bundle_commands), (app, image_commands), (app, run_command), (data_app, data_commands),
