@@ -89,8 +89,7 @@ class BundleEnv:
             if self.sandbox is not None:
                 self.sandbox.stop()
             self._start()
-        self.sandbox.reset(self.bundle.starter_dir)
-        digest = self.sandbox.workspace_digest()
+        digest = self.sandbox.reset(self.bundle.starter_dir)
         if digest != self.starter_digest:
             raise SandboxError(f"reset left the workspace different from the starter ({digest} != {self.starter_digest})")
         if self.ctx is not None:

@@ -20,6 +20,7 @@ from ..jsonschemas import validate
 from ..models.base import ModelError
 from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox, options_for
 from ..sandbox.artefacts import read_regular
+from ..sandbox.base import folder_digest
 from ..sandbox.defaults import LABEL_EPISODE, LABEL_RUN
 from ..tracing.spans import NO_TRACING, Tracing
 from .context import Budget, EpisodeContext, EpisodeMetrics, check_output
@@ -168,6 +169,13 @@ def _grade(bundle: Bundle, options: EpisodeOptions, prepared: PreparedData, labe
     events.emit("graded", grade=state.grade.grade, errors=state.grade.errors)
 
 
+def _verified_reset(sandbox: Sandbox, bundle: Bundle) -> None:
+    """Restore the starter and check the workspace's digest against the starter's."""
+    digest = sandbox.reset(bundle.starter_dir)
+    if digest is not None and digest != folder_digest(bundle.starter_dir):
+        raise SandboxError(f"the reset left the workspace different from the starter (digest {digest[:12]})")
+
+
 def _check_interrupt(options: EpisodeOptions) -> None:
     if options.interrupt is not None and options.interrupt.is_set():
         raise EpisodeInterrupted(options.episode_id)
@@ -189,7 +197,7 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         sandbox.start()
         events.emit("episode_start", episode_id=options.episode_id, bundle=bundle.id, seed=options.seed,
                     agent=agent.describe(), sandbox=sandbox.describe())
-        sandbox.reset(bundle.starter_dir)
+        _verified_reset(sandbox, bundle)
         probes = ProbeRunner(bundle.probes, enabled=options.probes is not False)
         state.ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
                                    public_dir=prepared.public, tracing=tracing, probes=probes)

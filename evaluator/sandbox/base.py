@@ -72,11 +72,17 @@ class SandboxSpec:
     workspace_read_only: bool = False  # the workspace's files are root's: the sandbox user only reads
     scratch: tuple[Scratch, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    episodes: int = 1  # episodes it may serve (a run's warm pool): what `ctxeval clean --expired` waits for
 
     @property
     def deadline_seconds(self) -> float:
         """Seconds after start at which the sandbox ends itself."""
         return self.limits.wall_seconds + DEADLINE_GRACE_SECONDS
+
+    @property
+    def lifetime_seconds(self) -> float:
+        """Seconds after start past which no episode can still be using the sandbox."""
+        return self.deadline_seconds * self.episodes
 
 
 # One line per file, "<sha256>  ./<path>", sorted by path: the same on host and in any sandbox.
@@ -162,6 +168,8 @@ class Sandbox(abc.ABC):
     """Sandboxes start from the bundle's image (`spec.image`): the evaluator builds it first."""
     supports_runtime: ClassVar[bool] = False
     """Takes an OCI runtime such as runsc (gVisor) as the option `runtime` (`ctxeval run --runtime`)."""
+    reusable: ClassVar[bool] = False
+    """A sandbox can serve several episodes of a run, with a verified reset between them (park, renew)."""
     options_type: ClassVar[type[SandboxOptions]] = SandboxOptions
     """The dataclass of the options this provider takes."""
     unavailable_hint: ClassVar[str] = "it is not available on this machine"
@@ -200,8 +208,10 @@ class Sandbox(abc.ABC):
     def stop(self) -> None: ...
 
     @abc.abstractmethod
-    def reset(self, starter_dir: Path) -> None:
-        """Kill every agent process, clear temp space and restore the workspace to `starter_dir`."""
+    def reset(self, starter_dir: Path) -> str | None:
+        """Kill every agent process, clear temp space and restore the workspace to `starter_dir`;
+        returns the workspace's digest (workspace_digest's) as the reset left it, None when it
+        cannot be computed. A caller compares it with folder_digest(starter_dir)."""
 
     @abc.abstractmethod
     def quiesce(self) -> None:
@@ -234,6 +244,17 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def upload(self, scratch: Scratch, folder: Path) -> None:
         """Place a host folder's files in a scratch folder of a started sandbox."""
+
+    def park(self) -> bool:
+        """Make a sandbox whose episode ended safe to keep idle for another episode (every agent
+        process gone, nothing frozen, its deadline moved on); False when it cannot be kept. Only
+        providers with `reusable = True` are ever parked (sandbox/pool.py)."""
+        return False
+
+    def renew(self) -> bool:
+        """Start a parked sandbox's next episode: its deadline, wall clock and events begin anew
+        (the caller then resets it). False when it cannot serve another episode."""
+        return False
 
     @abc.abstractmethod
     def kill_agent(self) -> bool:

@@ -4,8 +4,11 @@
   SUPERVISOR_CAPS; everything the agent runs runs as AGENT_UID with no capability at all, so the
   agent can neither signal nor ptrace PID 1 or the exec helpers, and nothing the evaluator trusts
   lives where the agent can write.
-- Every command goes through inside/exec_helper.py (timeout, output cap, group kill, counters on
-  a nonce-marked last line). The host bounds every exec: at its deadline plus EXEC_GRACE_SECONDS it
+- Every command, file read and write, and reset goes over the sandbox's persistent channel: PID 1's
+  attached stdin and stdout, one JSON request per call, no new exec in the engine (docker_exec.py;
+  the same timeout, output cap, group kill, counters and outcomes as a plain `docker exec` of
+  inside/exec_helper.py, which is the fallback when the channel answers wrongly, recorded as a
+  channel_fallback event). The host bounds every exec: at its deadline plus EXEC_GRACE_SECONDS it
   asks PID 1 to kill every agent process, and gives up EXEC_GRACE_SECONDS later whatever happens.
 - The container's stdin is attached by this process; the engine closes it when we are gone and
   PID 1 then ends the container, which the engine removes with its volumes (auto-remove). PID 1
@@ -18,8 +21,9 @@
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,16 +40,18 @@ from .defaults import (AGENT_UID, AGENT_USER, LABEL_DEADLINE, LABEL_EPISODE, LAB
 from .docker_config import (CAP_DROP, DATA_MOUNT, GRADER_MOUNT, LOG_DRIVER, LOG_OPTIONS,  # noqa: F401
                             PRIVATE_MOUNT, PYTHON, SECURITY_OPT, SHM_SIZE, SUPERVISOR_CAPS, SUPERVISOR_USER,
                             TOOLS_MOUNT, WORKSPACE_MOUNT, container_config, container_environment)
-from .exec_stream import ExecPump, feed_stdin
-from .inside import EXEC_HELPER_BOOTSTRAP, EXEC_HELPER_ENV, source, supervisor_preamble
-from .outcomes import ExecOutcome, ExecResult, OutputCollector, classify
+from . import docker_exec
+from .docker_exec import EXEC_GRACE_SECONDS
+from .inside import supervisor_preamble
+from .outcomes import ExecOutcome, ExecResult, OutputCollector
 from .supervisor_channel import SupervisorChannel
 
-EXEC_GRACE_SECONDS = 5.0  # past an exec's timeout: then kill every agent process; as long again: give up
 REMOVE_WAIT_SECONDS = 10.0  # stop() waits this long for the engine to finish removing the container
 
-# Reset, as the agent's uid once PID 1 has killed every agent process: clear temp space and the
-# workspace, unpack the starter from stdin.
+# Reset over plain exec, as the agent's uid once PID 1 has killed every agent process: clear temp
+# space and the workspace, unpack the starter from stdin.
+RESET_TIMEOUT_SECONDS = 60.0
+RESET_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")  # emptied by a reset, besides the workspace
 RESET_SCRIPT = r"""
 for dir in /tmp /dev/shm "$CTXEVAL_WORKSPACE"; do
   chmod -R u+rwX "$dir" 2>/dev/null
@@ -77,6 +83,7 @@ class DockerSandbox(Sandbox):
     isolated = True
     needs_image = True
     supports_runtime = True
+    reusable = True
     options_type = DockerOptions
     unavailable_hint = "no Docker engine answers (is the daemon running and DOCKER_HOST right?)"
     workspace_path = WORKSPACE_MOUNT
@@ -90,6 +97,8 @@ class DockerSandbox(Sandbox):
         self.runtime = self.options.runtime
         self.container: Any = None
         self.channel: SupervisorChannel | None = None
+        self.channel_usable = True  # False once the channel answered wrongly: plain exec from then on
+        self.starter_hash: str | None = None  # the starter PID 1 keeps (sent with the first reset)
         self.deadline: float | None = None
         self.paused = False
         self.removed = False
@@ -133,10 +142,40 @@ class DockerSandbox(Sandbox):
         except Exception:
             self.stop()
             raise
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
         self.started_at = time.monotonic()
         self._watchdog = threading.Timer(self.spec.limits.wall_seconds, self._wall_clock_expired)
         self._watchdog.daemon = True
         self._watchdog.start()
+
+    def park(self) -> bool:
+        """Idle between episodes: the watchdog off, every agent process gone, not frozen (a frozen
+        PID 1 could not end the container if this process went away), a new deadline."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.channel is None or not self.channel_usable or self.removed:
+            return False
+        if self.paused:
+            try:
+                self.client.api.unpause(self.container.id)
+            except Exception:
+                return False
+            self.paused = False
+        return self.kill_agent() and self._move_deadline()
+
+    def renew(self) -> bool:
+        if not self._move_deadline():
+            return False
+        self.events, self.wall_expired = [], False
+        self._arm_watchdog()
+        return True
+
+    def _move_deadline(self) -> bool:
+        self.deadline = time.time() + self.spec.deadline_seconds
+        reply = self.channel.request("set_deadline", at=self.deadline) if self.channel else None
+        return bool(reply and reply.get("ok"))
 
     def _fill(self) -> None:
         """Host files for the workspace and scratch folders, written by the engine, owned by the
@@ -219,82 +258,32 @@ class DockerSandbox(Sandbox):
             return collector.result(None, ExecOutcome.SANDBOX_DIED, 0.0)
         if self.paused:
             raise SandboxError("the sandbox is quiesced (frozen for copy-out); reset it before running commands")
-        nonce = secrets.token_hex(16)
-        environment = {**(env or {}), "CTXEVAL_EXEC_NONCE": nonce, "CTXEVAL_EXEC_TIMEOUT": f"{timeout:g}",
-                       "CTXEVAL_EXEC_OUTPUT_CAP": str(collector.cap), "CTXEVAL_EXEC_UID": str(AGENT_UID),
-                       "CTXEVAL_EXEC_CWD": WORKSPACE_MOUNT, EXEC_HELPER_ENV: source("exec_helper")}
         started = time.monotonic()
-        api = self.client.api
-        try:
-            created = api.exec_create(self.container.id, [*PYTHON, EXEC_HELPER_BOOTSTRAP, command, *(args or [])],
-                                      stdin=True, stdout=True, stderr=True, user=SUPERVISOR_USER,
-                                      environment=environment, workdir="/")
-            sock = api.exec_start(created["Id"], socket=True)
-        except Exception as exc:
-            return self._not_started(collector, started, exc)
-        raw: socket.socket = getattr(sock, "_sock", sock)
-        threading.Thread(target=feed_stdin, args=(raw, stdin or b""), daemon=True).start()
-        pump = ExecPump(raw, collector, nonce)
-        pump.run(started + timeout + EXEC_GRACE_SECONDS, self._escalate, EXEC_GRACE_SECONDS)
-        raw.close()
-        return self._finish(collector, pump, time.monotonic() - started, created["Id"])
+        transport = (self._on_channel if self.channel_usable else self._plain)
+        end = transport(command, list(args or []), stdin or b"", dict(env or {}), timeout, collector)
+        self.events.extend(end.events)
+        if end.abandoned:
+            self.events.append({"event": "exec_abandoned"})
+        if end.fault is not None:
+            self.channel_usable = False
+            self.events.append({"event": "channel_fallback", "reason": end.fault[:300]})
+        return docker_exec.exec_result(end, collector, time.monotonic() - started,
+                                       wall_expired=self.wall_expired, state=self.state)
+
+    def _on_channel(self, command: str, args: list[str], stdin: bytes, env: dict[str, str], timeout: float,
+                    collector: OutputCollector) -> docker_exec.ExecEnd:
+        assert self.channel is not None
+        return docker_exec.on_channel(self.channel, command, args, stdin, env, timeout, collector, self._escalate)
+
+    def _plain(self, command: str, args: list[str], stdin: bytes, env: dict[str, str], timeout: float,
+               collector: OutputCollector) -> docker_exec.ExecEnd:
+        return docker_exec.plain(self.client.api, self.container.id, command, args, stdin, env, timeout,
+                                 collector, self._escalate)
 
     def _escalate(self) -> None:
         """An exec outlived its deadline: kill every agent process (and the exec's helper)."""
         reply = self.channel.request("kill_agent", timeout=EXEC_GRACE_SECONDS) if self.channel else None
         self.events.append({"event": "exec_escalated", "killed": bool(reply and reply.get("ok"))})
-
-    def _finish(self, collector: OutputCollector, pump: ExecPump, duration: float, exec_id: str) -> ExecResult:
-        report = pump.report
-        if self.wall_expired:
-            return collector.result(report["rc"] if report else None, ExecOutcome.WALL_TIME, duration)
-        if report is None:
-            if self.state() in ("gone", "exited", "dead", "removing"):
-                return collector.result(None, ExecOutcome.SANDBOX_DIED, duration)
-            if pump.escalated:
-                if pump.abandoned:
-                    self.events.append({"event": "exec_abandoned"})
-                return collector.result(None, ExecOutcome.TIMEOUT, duration)
-            exit_code = self._exit_code(exec_id)
-            self.events.append({"event": "exec_helper_no_report", "exit_code": exit_code})
-            result = collector.result(exit_code, ExecOutcome.NONZERO_EXIT, duration)
-            result.stderr += f"\n[ctxeval: the command's helper ended with no report (exit {exit_code})]"
-            return result
-        outcome = classify(report["rc"], timed_out=bool(report.get("timed_out")) or pump.escalated,
-                           capped=bool(report.get("capped")) or collector.exceeded,
-                           memory_killed=report.get("oom_after", 0) > report.get("oom_before", 0),
-                           pids_limited=report.get("pids_after", 0) > report.get("pids_before", 0),
-                           stderr=collector.raw(2))
-        result = collector.result(report["rc"], outcome, duration)
-        result.stdout_bytes = max(result.stdout_bytes, int(report.get("stdout_bytes") or 0))
-        result.stderr_bytes = max(result.stderr_bytes, int(report.get("stderr_bytes") or 0))
-        return result
-
-    def _not_started(self, collector: OutputCollector, started: float, exc: Exception) -> ExecResult:
-        """The engine could not start the helper: the container is gone, or it is full of processes."""
-        duration = time.monotonic() - started
-        if self.wall_expired:
-            return collector.result(None, ExecOutcome.WALL_TIME, duration)
-        if self.state() not in ("running", "paused"):
-            outcome = ExecOutcome.SANDBOX_DIED
-        elif "resource temporarily unavailable" in str(exc).lower():
-            outcome = ExecOutcome.PIDS_LIMIT
-        else:
-            outcome = ExecOutcome.NONZERO_EXIT
-        result = collector.result(None, outcome, duration)
-        result.stderr = f"[ctxeval: the command could not be started: {str(exc)[:500]}]"
-        return result
-
-    def _exit_code(self, exec_id: str) -> int | None:
-        for _ in range(40):
-            try:
-                info = self.client.api.exec_inspect(exec_id)
-            except Exception:
-                return None
-            if not info.get("Running"):
-                return info.get("ExitCode")
-            time.sleep(0.05)
-        return None
 
     # -- workspace -------------------------------------------------------------------------------------
     def kill_agent(self) -> bool:
@@ -302,15 +291,40 @@ class DockerSandbox(Sandbox):
         reply = self.channel.request("kill_agent") if self.channel else None
         return bool(reply and reply.get("ok"))
 
-    def reset(self, starter_dir: Path) -> None:
+    def reset(self, starter_dir: Path) -> str | None:
+        """One round trip over the channel: PID 1 kills every agent process, a helper with the
+        agent's uid empties RESET_DIRS and the workspace, removes the agent's System V IPC objects,
+        unpacks the starter from PID 1's pristine copy and returns the workspace's digest. Plain
+        exec (a channel that answered wrongly) takes three steps to the same end."""
         if self.paused:
             self.client.api.unpause(self.container.id)
             self.paused = False
+        starter = tar_of_folder(starter_dir)
+        if self.channel_usable:
+            return self._reset_on_channel(starter)
         if not self.kill_agent():
             raise SandboxError("workspace reset failed: the sandbox's supervisor did not kill every process")
-        result = self.exec(RESET_SCRIPT, stdin=tar_of_folder(starter_dir), timeout=60)
+        result = self.exec(RESET_SCRIPT, stdin=starter, timeout=RESET_TIMEOUT_SECONDS)
         if result.exit_code != 0:
             raise SandboxError(f"workspace reset failed ({result.outcome}): {result.stderr.strip()[-500:]}")
+        return self.workspace_digest()
+
+    def _reset_on_channel(self, starter: bytes) -> str:
+        assert self.channel is not None
+        starter_hash = hashlib.sha256(starter).hexdigest()
+        send = {} if starter_hash == self.starter_hash else {"starter": base64.b64encode(starter).decode()}
+        reply = self.channel.request("reset", timeout=RESET_TIMEOUT_SECONDS, uid=AGENT_UID, dirs=list(RESET_DIRS),
+                                     workspace=WORKSPACE_MOUNT, **send)
+        if not (reply and reply.get("ok")):
+            error = (reply or {}).get("error") or "no answer from the sandbox's supervisor"
+            raise SandboxError(f"workspace reset failed: {error}")
+        digest = reply.get("digest")
+        if not (isinstance(digest, str) and len(digest) == 64):
+            self.channel_usable = False
+            self.events.append({"event": "channel_fallback", "reason": "a reset reply without a digest"})
+            raise SandboxError("workspace reset failed: the sandbox's supervisor returned no digest")
+        self.starter_hash = starter_hash
+        return digest
 
     def quiesce(self) -> None:
         if self.paused or self.container is None or self.removed:

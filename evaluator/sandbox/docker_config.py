@@ -40,9 +40,11 @@ def _tmpfs_volume(mount: str, size_mb: int, owner: int, read_only: bool = False)
     return Mount(mount, None, type="volume", read_only=read_only, driver_config=DriverConfig("local", options))
 
 
-def container_labels(spec: SandboxSpec, deadline: float) -> dict[str, str]:
-    """What `ctxeval clean` and `leftovers` find a container by (cleanup.py)."""
-    return {LABEL_MANAGED: "1", LABEL_ROLE: spec.role, LABEL_DEADLINE: f"{deadline:.0f}", **spec.labels}
+def container_labels(spec: SandboxSpec, started: float) -> dict[str, str]:
+    """What `ctxeval clean` and `leftovers` find a container by (cleanup.py); its deadline label is
+    past the last episode it may serve."""
+    return {LABEL_MANAGED: "1", LABEL_ROLE: spec.role, LABEL_DEADLINE: f"{started + spec.lifetime_seconds:.0f}",
+            **spec.labels}
 
 
 def container_mounts(spec: SandboxSpec) -> list[Any]:
@@ -85,7 +87,7 @@ def container_config(api: Any, spec: SandboxSpec, deadline: float, runtime: str 
                  Ulimit(name="fsize", soft=MAX_FILE_BYTES, hard=MAX_FILE_BYTES)])
     config = api.create_container_config(
         spec.image, [*PYTHON, SUPERVISOR_BOOTSTRAP, f"{deadline:.3f}"], user=SUPERVISOR_USER,
-        detach=True, stdin_open=True, hostname="sandbox", labels=container_labels(spec, deadline),
+        detach=True, stdin_open=True, hostname="sandbox", labels=container_labels(spec, deadline - spec.deadline_seconds),
         environment=container_environment(spec), working_dir="/", host_config=host_config)
     config["StdinOnce"] = True  # the engine closes PID 1's stdin when our connection drops
     return config

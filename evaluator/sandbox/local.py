@@ -196,7 +196,7 @@ class LocalSandbox(Sandbox):
                 return
             time.sleep(0.05)
 
-    def reset(self, starter_dir: Path) -> None:
+    def reset(self, starter_dir: Path) -> str | None:
         self._kill_all()
         for folder in (self.workspace, self.tmp):
             for child in folder.iterdir():
@@ -205,6 +205,7 @@ class LocalSandbox(Sandbox):
                 else:
                     child.unlink()
         shutil.copytree(starter_dir, self.workspace, dirs_exist_ok=True)
+        return self.workspace_digest()
 
     def quiesce(self) -> None:
         self._kill_all()

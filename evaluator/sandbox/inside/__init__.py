@@ -6,14 +6,17 @@ the supervisor's on its own stdin (length-prefixed, before the protocol starts),
 in the exec's environment (taken out before the command starts). No file of theirs is mounted,
 and their command lines stay short.
 
-- supervisor.py: PID 1. Root inside the container with only CAP_KILL/SETUID/SETGID, not dumpable,
-  so the agent's uid can neither signal nor ptrace it. Reaps orphans, answers the host over its
-  attached stdin (kill every agent process without forking, ping, move the deadline) and ends
-  the container when the host goes away or the sandbox's deadline passes.
-- exec_helper.py: one per command. Root as well; runs the command as the agent's uid in its own
-  session, relays its output through pipes it alone holds, enforces the timeout and output cap,
-  kills what the command left in its group, and reports counters on a last stderr line carrying
-  a nonce the agent cannot read.
+- exec_core.py: how a command is run (as the agent's uid, in its own session, output relayed
+  through pipes only a root helper holds, timeout, output cap, group kill, cgroup counters). It
+  is placed before the text of each of the two programs below.
+- supervisor.py: PID 1, and the sandbox's persistent exec channel. Root inside the container with
+  only CAP_KILL/SETUID/SETGID/SETPCAP, not dumpable, so the agent's uid can neither signal nor
+  ptrace it. Reaps orphans, answers the host over its attached stdin (run a command in a forked
+  root helper, reset the workspace and return its digest, kill every agent process without
+  forking, ping, move the deadline) and ends the container when the host goes away or the
+  sandbox's deadline passes.
+- exec_helper.py: one command per `docker exec`, the fallback when a sandbox's channel is not
+  usable; reports counters on a last stderr line carrying a nonce the agent cannot read.
 """
 from __future__ import annotations
 
@@ -21,10 +24,16 @@ from functools import lru_cache
 from pathlib import Path
 
 
+CORE = "exec_core"
+
+
 @lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """The source text of one in-container program (e.g. "supervisor")."""
-    return (Path(__file__).with_name(f"{name}.py")).read_text(encoding="utf-8")
+    """The source text of one in-container program ("supervisor" or "exec_helper"): the exec
+    core's text followed by the program's own."""
+    def text(part: str) -> str:
+        return (Path(__file__).with_name(f"{part}.py")).read_text(encoding="utf-8")
+    return text(CORE) + "\n\n" + text(name)
 
 
 # PID 1 reads a 10-digit length and that many bytes of source from its stdin, then runs it.
