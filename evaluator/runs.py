@@ -36,6 +36,8 @@ from .run_files import (ABORTED_DIR, EPISODES_DIR, LOCK_FILE, RUN_FILE, RUN_ID_P
                         summarize, write_run_file)
 from .sandbox import options_for, provider
 from .sandbox.base import stop_sandboxes
+from .sandbox.defaults import DEFAULT_REUSE_EPISODES
+from .sandbox.pool import SandboxPool
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
 
 INTERRUPT_GRACE_SECONDS = 20.0  # how long interrupted episodes get to end once their sandboxes are gone
@@ -70,6 +72,8 @@ class RunSettings:
     max_parallel: int = 1
     phoenix: PhoenixSettings | None = None
     probes: bool | None = None  # ask the bundles' probes (None: wherever a bundle declares them)
+    reuse: bool = True  # keep warm sandboxes across episodes (a bundle may opt out: sandbox.reuse)
+    reuse_limit: int = DEFAULT_REUSE_EPISODES  # episodes one warm sandbox serves before it is retired
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -100,7 +104,8 @@ def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
             "backend": settings.backend, "runtime": settings.runtime, "max_parallel": settings.max_parallel,
             "budget": vars(settings.budget) if settings.budget else None,
             "phoenix": settings.phoenix.describe() if settings.phoenix else None,
-            "probes": probes_option(settings.probes), **fields}
+            "probes": probes_option(settings.probes), "reuse": settings.reuse, "reuse_limit": settings.reuse_limit,
+            **fields}
 
 
 def probes_option(probes: bool | None) -> str | None:
@@ -181,10 +186,11 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                                      backend=settings.backend, episode_dir=run_dir / EPISODES_DIR / job.episode_id,
                                      image=job.image, image_hash=job.image_hash, runtime=settings.runtime,
                                      budget=settings.budget, tracing=tracing.tracing, trace_parent=parent,
-                                     probes=settings.probes,
-                                     interrupt=interrupt)
+                                     probes=settings.probes, interrupt=interrupt,
+                                     pool=sandboxes if job.bundle.reuse_sandbox else None)
             return run_episode(job.bundle, job.make_agent(), options, job.prepared)
 
+        sandboxes = SandboxPool(settings.reuse_limit) if settings.reuse and provider(settings.backend).reusable else None
         with ThreadPoolExecutor(max_workers=settings.max_parallel, thread_name_prefix="episode") as pool:
             futures: dict[Future, EpisodeJob] = {pool.submit(work, job): job for job in pending}
             try:
@@ -193,6 +199,10 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                 for future in futures:
                     future.cancel()  # queued episodes never start; running ones finish and are kept
                 raise
+            finally:
+                pool.shutdown(wait=True)
+                if sandboxes is not None:
+                    sandboxes.close()
             if interrupt.is_set():
                 for future, job in futures.items():
                     if not future.done() or future.cancelled() or future.exception() is not None:

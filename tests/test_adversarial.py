@@ -19,6 +19,7 @@ from evaluator.hashing import hash_tree
 from evaluator.matrix import episode_id
 from evaluator.runs import EpisodeJob, RunSettings, execute_jobs, run_record
 from evaluator.sandbox.docker import LABEL_RUN
+from evaluator.sandbox.pool import RETIRING_OUTCOMES
 
 pytestmark = pytest.mark.docker
 
@@ -176,3 +177,13 @@ def test_host_bundle_answers_and_neighbour_are_untouched(hostile_run):
     oracle = results["oracle"]
     assert oracle["status"] == "completed" and oracle["success"] is True
     assert oracle["outcomes"] == {"ok": oracle["outcomes"]["ok"]}
+
+
+def test_the_suite_runs_with_reuse_and_the_hostile_container_is_retired(hostile_run):
+    settings, by_kind, _events, _before, _after = hostile_run
+    assert settings.reuse, "the adversarial suite runs with warm sandboxes, the default"
+    hostile = by_kind["hostile"]["sandbox"]
+    assert hostile["retired"] in RETIRING_OUTCOMES, hostile  # it hit the memory, pids or disk limits
+    # the artefact bombs leave nothing a reset does not clear: kept warm, and whoever comes next is unharmed
+    assert by_kind["bombs"]["sandbox"]["retired"] is None
+    assert by_kind["oracle"]["success"] is True, by_kind["oracle"]["sandbox"]

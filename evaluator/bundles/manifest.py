@@ -205,6 +205,11 @@ class Bundle:
         return self.id.partition(VARIANT_SEPARATOR)[0]
 
     @property
+    def reuse_sandbox(self) -> bool:
+        """Whether a run may give this bundle's episodes warm sandboxes (manifest `sandbox.reuse`)."""
+        return bool(self.raw.get("sandbox", {}).get("reuse", True))
+
+    @property
     def task_text(self) -> str:
         return self.task_path.read_text()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from ..sandbox.defaults import DEFAULT_REUSE_EPISODES
+
 import typer
 
 from .common import BACKEND, RUNS_DIR_HELP, chosen_backend, console, fail, handles_errors, image_for, load_bundle_arg
@@ -29,6 +31,9 @@ ACTIONS = typer.Option(None, help="actions file for the scripted actions agent")
 SEEDS = typer.Option(None, min=1, help="number of seeds (0..N-1; default 1)")
 SEED = typer.Option(None, "--seed", help="run this seed (repeatable)")
 MAX_PARALLEL = typer.Option(None, min=1, max=64, help="episodes run at once (default 1)")
+NO_REUSE = typer.Option(False, "--no-reuse", help="one sandbox per episode (default: a run keeps warm sandboxes "
+                        "across its episodes, with a verified reset between them)")
+REUSE_LIMIT = typer.Option(None, min=1, help="episodes one warm sandbox serves before it is retired (default 20)")
 RUNTIME = typer.Option(None, help="container runtime, e.g. runsc (gVisor)")
 PROBES = typer.Option(None, help="on | off: ask the bundles' probes (default: on where a bundle declares them; "
                                  "facts are planted either way)")
@@ -53,7 +58,8 @@ def _resumed(run_id: str, runs_dir: Path | None) -> tuple[Any, dict[str, Any]]:
     from ..paths import runs_dir as default_runs_dir
     from ..runs import load_run_record
     stored = load_run_record((runs_dir or default_runs_dir()) / run_id)
-    options = {key: stored.get(key) for key in ("backend", "runtime", "budget", "max_parallel", "probes")}
+    options = {key: stored.get(key) for key in ("backend", "runtime", "budget", "max_parallel", "probes", "reuse",
+                                                         "reuse_limit")}
     return RunMatrix.from_record(stored["matrix"]), options
 
 
@@ -73,6 +79,7 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
         wall_seconds: Optional[float] = WALL_SECONDS, stop_on_valid_output: bool = STOP_ON_VALID,
         record: Optional[Path] = RECORD, actions: Optional[Path] = ACTIONS, seeds: Optional[int] = SEEDS,
         seed: list[int] = SEED, max_parallel: Optional[int] = MAX_PARALLEL, backend: Optional[str] = BACKEND,
+        no_reuse: bool = NO_REUSE, reuse_limit: Optional[int] = REUSE_LIMIT,
         runtime: Optional[str] = RUNTIME, probes: Optional[str] = PROBES, run_id: Optional[str] = RUN_ID,
         resume: Optional[str] = RESUME, phoenix: Optional[str] = PHOENIX,
         phoenix_project: Optional[str] = PHOENIX_PROJECT, runs_dir: Optional[Path] = RUNS_DIR) -> None:
@@ -104,6 +111,8 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
                            budget=budget, max_parallel=max_parallel or options.get("max_parallel") or 1,
                            phoenix=phoenix_settings(phoenix, phoenix_project),
                            probes=_probes_flag(probes or options.get("probes")),
+                           reuse=not no_reuse and options.get("reuse", True) is not False,
+                           reuse_limit=reuse_limit or options.get("reuse_limit") or DEFAULT_REUSE_EPISODES,
                            **({"run_id": resume or run_id} if (resume or run_id) else {}))
     if not resume and (settings.run_dir / "run.json").exists():
         fail(f"run {settings.run_id} exists: finish it with --resume {settings.run_id}, or pick another --run-id")

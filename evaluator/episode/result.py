@@ -71,9 +71,13 @@ class BundleIdentity:
 class SandboxIdentity:
     backend: str
     isolated: bool
+    reused: bool = False  # a warm sandbox of the run's pool, after `episodes_before` other episodes
+    episodes_before: int = 0
+    retired: str | None = None  # why the sandbox was stopped after this episode (None: kept warm)
 
     def to_record(self) -> dict[str, Any]:
-        return {"backend": self.backend, "isolated": self.isolated}
+        return {"backend": self.backend, "isolated": self.isolated, "reused": self.reused,
+                "episodes_before": self.episodes_before, "retired": self.retired}
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from ..hashing import hash_tree
 from ..interrupts import EpisodeInterrupted
 from ..jsonschemas import validate
 from ..models.base import ModelError
-from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox, options_for
+from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox, options_for, provider
 from ..sandbox.artefacts import read_regular
 from ..sandbox.base import folder_digest
 from ..sandbox.defaults import LABEL_EPISODE, LABEL_RUN
+from ..sandbox.pool import Lease, SandboxPool, pool_key, retire_reason
 from ..tracing.spans import NO_TRACING, Tracing
 from .context import Budget, EpisodeContext, EpisodeMetrics, check_output
 from .events import EventLog
@@ -56,6 +57,7 @@ class EpisodeOptions:
     trace_parent: Any = None  # the OpenTelemetry context of the run span (episodes run in worker threads)
     interrupt: Any = None  # an interrupts.Interrupt: once set, the episode ends without a result
     probes: bool | None = None  # ask the bundle's probes (None: on when the bundle declares any)
+    pool: SandboxPool | None = None  # the run's warm sandboxes (None: a fresh sandbox for this episode)
 
 
 def _now() -> str:
@@ -188,16 +190,20 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
     events = EventLog(options.episode_dir / EVENTS_FILE)
     labels = {LABEL_RUN: options.run_id, LABEL_EPISODE: options.episode_id}
     started_at, started = _now(), time.monotonic()
+    pool = options.pool or SandboxPool(max_episodes=1)  # no reuse: a sandbox per episode, the same way
     spec = SandboxSpec(image=options.image, limits=agent_limits(bundle, options.budget), labels=labels,
-                       tools_dir=bundle.tools_dir, data_dir=prepared.public)
-    sandbox = create_sandbox(options.backend, spec, sandbox_options)
+                       tools_dir=bundle.tools_dir, data_dir=prepared.public, episodes=pool.max_episodes)
     state = EpisodeState(output={"path": bundle.output_path, "present": False, "valid": False, "errors": ["not read"]})
     sandbox_events: list[dict[str, Any]] = []
+    held = identity = None
     try:
-        sandbox.start()
+        held = pool.acquire(pool_key(options.backend, spec, sandbox_options),
+                            lambda: create_sandbox(options.backend, spec, sandbox_options),
+                            lambda started: _verified_reset(started, bundle))
+        sandbox = held.sandbox
         events.emit("episode_start", episode_id=options.episode_id, bundle=bundle.id, seed=options.seed,
-                    agent=agent.describe(), sandbox=sandbox.describe())
-        _verified_reset(sandbox, bundle)
+                    agent=agent.describe(), sandbox={**sandbox.describe(), "reused": held.reused,
+                                                     "episodes_before": held.episodes_before})
         probes = ProbeRunner(bundle.probes, enabled=options.probes is not False)
         state.ctx = EpisodeContext(bundle, sandbox, events, options.seed, budget=options.budget,
                                    public_dir=prepared.public, tracing=tracing, probes=probes)
@@ -208,7 +214,9 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         if state.stop_reason != StopReason.SANDBOX_DIED:
             _collect(bundle, sandbox, events, state, options.episode_dir / ARTEFACTS_DIR)
         sandbox_events = list(sandbox.events)
-        sandbox.stop()  # nothing of the agent's outlives the copy: grading sees only the copied files
+        # nothing of the agent's outlives the copy (every agent process was killed): grading sees only
+        # the copied files, and the sandbox is stopped or parked, reset before it serves again
+        identity, held = _release(pool, held, state, sandbox_events), None
         _grade(bundle, options, prepared, labels, sandbox_options, tracing, events, state)
         _check_interrupt(options)
     except EpisodeInterrupted:
@@ -219,10 +227,22 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
         state.fail(f"{type(exc).__name__}: {exc}")
         events.emit("episode_error", error=state.error, traceback=traceback.format_exc()[-4000:])
     finally:
-        sandbox_events = sandbox_events or list(sandbox.events)
-        sandbox.stop()
-    return _record(_result(bundle, agent, options, state, sandbox, sandbox_events, started_at, started),
+        if held is not None:
+            sandbox_events = sandbox_events or list(held.sandbox.events)
+            identity = _release(pool, held, state, sandbox_events, failed=True)
+    identity = identity or SandboxIdentity(backend=options.backend, isolated=provider(options.backend).isolated)
+    return _record(_result(bundle, agent, options, state, identity, sandbox_events, started_at, started),
                    options, events)
+
+
+def _release(pool: SandboxPool, held: Lease, state: EpisodeState, sandbox_events: list[dict[str, Any]],
+             failed: bool = False) -> SandboxIdentity:
+    """Give the sandbox back to the pool (parked, or retired when the episode may have left state)."""
+    outcomes = dict(state.ctx.outcomes) if state.ctx else {}
+    failed = failed or state.stop_reason == StopReason.SANDBOX_DIED or state.error is not None
+    retired = pool.release(held, retire_reason(outcomes, sandbox_events, failed))
+    return SandboxIdentity(backend=held.sandbox.backend, isolated=held.sandbox.isolated, reused=held.reused,
+                           episodes_before=held.episodes_before, retired=retired)
 
 
 def _record(result: EpisodeResult, options: EpisodeOptions, events: EventLog) -> dict[str, Any]:
@@ -243,7 +263,7 @@ def _probe_results(ctx: EpisodeContext | None) -> dict[str, Any]:
     return {"probes": records, "probe_recall": probe_recall(records)}
 
 
-def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: EpisodeState, sandbox: Sandbox,
+def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: EpisodeState, sandbox: SandboxIdentity,
             sandbox_events: list[dict[str, Any]], started_at: str, started: float) -> EpisodeResult:
     grade, ctx = state.grade, state.ctx
     completed = state.status == Status.COMPLETED
@@ -253,7 +273,7 @@ def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: Episod
     return EpisodeResult(
         episode_id=options.episode_id, run_id=options.run_id, bundle=_bundle_identity(bundle, options),
         agent={**agent.describe(), "probes": ctx.probes.state if ctx else "off"}, seed=options.seed,
-        sandbox=SandboxIdentity(backend=sandbox.backend, isolated=sandbox.isolated),
+        sandbox=sandbox,
         status=state.status, stop_reason=state.stop_reason, error=state.error, success=success,
         target_met=target_met, score=grade.score, best_score=best_score(bundle, metrics.iterations, grade.score),
         baseline=target.baseline,

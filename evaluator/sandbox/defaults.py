@@ -27,3 +27,4 @@ AGENT_USER = f"{AGENT_UID}:{AGENT_UID}"
 NETWORK_MODE = "none"  # no network at all
 NOFILE_LIMIT = 4096  # open files per process
 MAX_FILE_BYTES = 1024 * 1024 * 1024  # RLIMIT_FSIZE: no single file over 1 GiB
+DEFAULT_REUSE_EPISODES = 20  # episodes one warm sandbox serves before it is retired (`--reuse-limit`)
