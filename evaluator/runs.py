@@ -187,10 +187,12 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                                      image=job.image, image_hash=job.image_hash, runtime=settings.runtime,
                                      budget=settings.budget, tracing=tracing.tracing, trace_parent=parent,
                                      probes=settings.probes, interrupt=interrupt,
-                                     pool=sandboxes if job.bundle.reuse_sandbox else None)
+                                     pool=sandboxes if job.bundle.reuse_sandbox else None,
+                                     grading_pool=graders if job.bundle.reuse_sandbox else None)
             return run_episode(job.bundle, job.make_agent(), options, job.prepared)
 
-        sandboxes = SandboxPool(settings.reuse_limit) if settings.reuse and provider(settings.backend).reusable else None
+        reuse = settings.reuse and provider(settings.backend).reusable
+        sandboxes, graders = (SandboxPool(settings.reuse_limit), SandboxPool(settings.reuse_limit)) if reuse else (None, None)
         with ThreadPoolExecutor(max_workers=settings.max_parallel, thread_name_prefix="episode") as pool:
             futures: dict[Future, EpisodeJob] = {pool.submit(work, job): job for job in pending}
             try:
@@ -201,8 +203,9 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                 raise
             finally:
                 pool.shutdown(wait=True)
-                if sandboxes is not None:
-                    sandboxes.close()
+                for warm in (sandboxes, graders):
+                    if warm is not None:
+                        warm.close()
             if interrupt.is_set():
                 for future, job in futures.items():
                     if not future.done() or future.cancelled() or future.exception() is not None:

@@ -119,7 +119,8 @@ def test_cli_run_and_check_on_the_toy_bundle(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "cli" / "episodes" / "toy-controller-full_history-scripted_hill_climb-s0" / "result.json").read_text())
     validate(result, "episode_result", "result.json")
-    assert result["sandbox"] == {"backend": "docker", "isolated": True}
+    assert result["sandbox"] == {"backend": "docker", "isolated": True, "reused": False, "episodes_before": 0,
+                                 "retired": None}  # the run's only episode: kept warm until the run ended
     assert result["bundle"]["image"].startswith("ctxeval/bundle-toy:")
     check = subprocess.run(cli + ["check", str(BUNDLES_DIR / "toy")], capture_output=True, text=True,
                            env=env, cwd=PROJECT_ROOT, timeout=600)

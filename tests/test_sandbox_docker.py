@@ -564,7 +564,9 @@ def test_episode_records_attacks_as_outcomes_and_carries_on(tmp_path, toy_bundle
     assert result["status"] == "completed", result["error"]
     assert result["error"] is None
     assert result["stop_reason"] == "submitted"
-    assert result["sandbox"] == {"backend": "docker", "isolated": True}
+    # the memory hog retires the container: it never serves another episode
+    assert result["sandbox"] == {"backend": "docker", "isolated": True, "reused": False, "episodes_before": 0,
+                                 "retired": "memory_killed"}
     expected = {}
     for _, outcome in attacks:
         expected[outcome] = expected.get(outcome, 0) + 1

@@ -205,6 +205,12 @@ class Bundle:
         return self.id.partition(VARIANT_SEPARATOR)[0]
 
     @property
+    def grader_executes_submission(self) -> bool:
+        """Whether grading runs the submission's code (a run stage, or the manifest says so: the
+        default); only a grader that reads files may grade in a warm sandbox."""
+        return self.grader_run is not None or bool(self.raw.get("grader", {}).get("executes_submission", True))
+
+    @property
     def reuse_sandbox(self) -> bool:
         """Whether a run may give this bundle's episodes warm sandboxes (manifest `sandbox.reuse`)."""
         return bool(self.raw.get("sandbox", {}).get("reuse", True))

@@ -5,11 +5,20 @@ host: regular files and folders only, within limits) as a read-only workspace, s
 exactly the bytes that were copied out, and nothing the agent left running can touch them. A
 grader that grades by running the submission declares a run stage (grader_run.py): the agent's
 code then runs in a sandbox of its own without the grader or the answers.
+
+Warm grading: a grader that only reads files (`grader.executes_submission: false`, no run stage)
+may be given a warm grading sandbox of the run's pool: between two grades every process in it is
+killed and its workspace, output folder and temp space are emptied, then the next artefacts are
+placed in it; each grade is a fresh grader process. A grader whose last run did not end cleanly
+retires its sandbox. Any other grader gets a fresh sandbox per grade.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import secrets
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,15 +29,19 @@ from ..bundles.data import PreparedData
 from ..bundles.manifest import Bundle
 from ..errors import CtxevalError
 from ..jsonschemas import data_violations, project_schema, violations
-from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox
+from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, create_sandbox, provider
 from ..sandbox.artefacts import copy_folder, read_regular
 from ..sandbox.base import ROLE_GRADER
 from ..sandbox.defaults import LABEL_RUN
+from ..sandbox.outcomes import ExecOutcome, ExecResult
+from ..sandbox.pool import Lease, SandboxPool, pool_key
 from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
-from .limits import GRADER_OUTPUT_BYTES, OUTPUT_LIMITS, grader_limits
+from .limits import GRADER_OUTPUT_BYTES, grader_limits
 from .mounts import GRADER_OUTPUT, GRADING_LIB, RUN_RESULTS
 
 GRADE_FILE = "grade.json"
+PYTHONS = ("python3", "python")
+SHELL_SYNTAX = ";|&<>`()*?[]\n"  # a command with any of these is left to the shell
 SUBMISSION_READ_BYTES = 1 << 34  # a single submitted file graded outside an episode (grade-sample)
 
 
@@ -49,41 +62,92 @@ class GradeOutcome:
 
 def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: Path | None,
                     prepared: PreparedData, labels: dict[str, str],
-                    sandbox_options: SandboxOptions | None = None) -> GradeOutcome:
-    """Run the bundle's grader on a host folder of artefacts (None: an empty workspace)."""
+                    sandbox_options: SandboxOptions | None = None, pool: SandboxPool | None = None) -> GradeOutcome:
+    """Run the bundle's grader on a host folder of artefacts (None: an empty workspace), in a warm
+    grading sandbox of `pool` when the grader only reads files, else in a fresh one."""
     run_seconds = bundle.grader_run.timeout_seconds + RUN_STAGE_SLACK_SECONDS if bundle.grader_run else 0.0
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, run_seconds), labels=labels, role=ROLE_GRADER,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
                        private_dir=prepared.private, workspace_files=artefacts, workspace_read_only=True,
                        scratch=(GRADER_OUTPUT, GRADING_LIB) + ((RUN_RESULTS,) if bundle.grader_run else ()))
-    sandbox = create_sandbox(backend, spec, sandbox_options)
     scratch = Path(tempfile.mkdtemp(prefix="ctxeval-grade-"))
     log: dict[str, Any] = {}
+    held = _warm_grader(bundle, backend, spec, sandbox_options, pool) if pool is not None else None
+    sandbox = held.sandbox if held else create_sandbox(backend, spec, sandbox_options)
+    clean = False
     try:
-        sandbox.start()
+        if held is None:
+            sandbox.start()
+        log["warm"] = held.reused if held else False
         if bundle.grader_run is not None:
             problem = run_stage(bundle, sandbox, backend, image, artefacts, prepared, labels, scratch, log,
                                 sandbox_options)
             if problem:
                 return GradeOutcome(None, [problem], log)
-        run = sandbox.exec(bundle.grader_command)
+        run = _run_grader(bundle, sandbox, warm=held is not None, log=log)
         log["grader"] = run.to_record()
         if run.exit_code != 0:
             return GradeOutcome(None, [f"grader failed ({run.outcome}, exit {run.exit_code}): "
                                        f"{run.stderr.strip()[-1500:]}"], log)
         text = read_output_file(sandbox, GRADE_FILE, scratch / "output")
+        clean = run.outcome == ExecOutcome.OK
     finally:
-        sandbox.stop()
+        if held is not None and pool is not None:
+            pool.release(held, None if clean else "grader_failed")
+        else:
+            sandbox.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     if text is None:
         return GradeOutcome(None, [f"the grader wrote no {GRADE_FILE}"], log)
     return parse_grade(text, log)
 
 
+def _warm_grader(bundle: Bundle, backend: str, spec: SandboxSpec, options: SandboxOptions | None,
+                 pool: SandboxPool) -> Lease | None:
+    """A warm grading sandbox holding `spec`'s artefacts, or None when this grader needs a fresh one."""
+    if bundle.grader_executes_submission or not provider(backend).reusable:
+        return None
+    artefacts = spec.workspace_files
+    spec = dataclasses.replace(spec, workspace_files=None, episodes=pool.max_episodes)
+    return pool.acquire(pool_key(backend, spec, options), lambda: create_sandbox(backend, spec, options),
+                        lambda sandbox: sandbox.refill(artefacts))
+
+
+def _run_grader(bundle: Bundle, sandbox: Sandbox, warm: bool, log: dict[str, Any]) -> ExecResult:
+    """The grader's command; in a warm sandbox, a Python grader (`python3 SCRIPT ARGS`) runs as a
+    fresh process forked from one that already holds its imports."""
+    program = python_program(bundle.grader_command, sandbox.environment()) if warm else None
+    log["preloaded"] = bool(program and sandbox.preload(program[0], [GRADING_LIB.mount]))
+    if program and log["preloaded"]:
+        return sandbox.run_preloaded(*program)
+    return sandbox.exec(bundle.grader_command)
+
+
+def python_program(command: str, env: dict[str, str]) -> tuple[str, list[str]] | None:
+    """(script, args) of a command of the form `python3 SCRIPT ARG...` with no other shell syntax,
+    its $VARIABLES expanded from `env`; None for any other command."""
+    try:
+        parts = shlex.split(command)
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[0] not in PYTHONS or any(c in command for c in SHELL_SYNTAX):
+        return None
+    expanded = [_expand(part, env) for part in parts[1:]]
+    if None in expanded or not expanded[0].startswith("/"):  # a relative script would be the workspace's
+        return None
+    return expanded[0], expanded[1:]  # type: ignore[return-value]
+
+
+def _expand(word: str, env: dict[str, str]) -> str | None:
+    def value(match: re.Match[str]) -> str:
+        return env.get(match.group(1) or match.group(2), "\0")
+    text = re.sub(r"\$(?:\{(\w+)\}|(\w+))", value, word)
+    return None if "\0" in text or "$" in text else text
+
+
 def read_output_file(sandbox: Sandbox, name: str, dest: Path) -> str | None:
-    """A file the grader wrote under $CTXEVAL_OUTPUT, read on the host from a vetted copy."""
-    copy = sandbox.export(GRADER_OUTPUT, dest, OUTPUT_LIMITS)
-    data = read_regular(dest / name, GRADER_OUTPUT_BYTES) if name in copy.copied else None
+    """A regular file the grader wrote under $CTXEVAL_OUTPUT (never a link, FIFO or device)."""
+    data = sandbox.read_scratch(GRADER_OUTPUT, name, GRADER_OUTPUT_BYTES)
     return None if data is None else data.decode("utf-8", "replace")
 
 

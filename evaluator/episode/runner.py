@@ -58,6 +58,7 @@ class EpisodeOptions:
     interrupt: Any = None  # an interrupts.Interrupt: once set, the episode ends without a result
     probes: bool | None = None  # ask the bundle's probes (None: on when the bundle declares any)
     pool: SandboxPool | None = None  # the run's warm sandboxes (None: a fresh sandbox for this episode)
+    grading_pool: SandboxPool | None = None  # the run's warm grading sandboxes (graders that only read files)
 
 
 def _now() -> str:
@@ -164,7 +165,7 @@ def _grade(bundle: Bundle, options: EpisodeOptions, prepared: PreparedData, labe
     artefacts = options.episode_dir / ARTEFACTS_DIR if state.copied else None
     with tracing.grade() as grade_span:
         state.grade = grade_artefacts(bundle, options.backend, options.image, artefacts, prepared, labels,
-                                      sandbox_options)
+                                      sandbox_options, pool=options.grading_pool)
         grade = state.grade
         grade_span.set_attributes({"ctxeval.grade_valid": grade.valid, "output.value": json.dumps(grade.grade)[:4000],
                                    **({"ctxeval.score": grade.score} if grade.score is not None else {})})

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Iterable
 
+from ..errors import SandboxError
 from ..hashing import iter_files
 from .artefacts import ArtefactCopy, ArtefactLimits
 from .cleanup import CleanupReport, Leftover
@@ -244,6 +245,39 @@ class Sandbox(abc.ABC):
     @abc.abstractmethod
     def upload(self, scratch: Scratch, folder: Path) -> None:
         """Place a host folder's files in a scratch folder of a started sandbox."""
+
+    def refill(self, folder: Path | None) -> None:
+        """Ready a parked sandbox whose workspace comes from the host (a grader's) for its next use:
+        every process killed, the workspace, the writable scratch folders and temp space emptied,
+        then `folder`'s files placed in the workspace as at start."""
+        raise SandboxError(f"the {self.backend} provider cannot refill a sandbox")
+
+    def environment(self) -> dict[str, str]:
+        """The environment the sandbox's programs see (where the workspace, tools, data are)."""
+        return {}
+
+    def read_scratch(self, scratch: Scratch, name: str, max_bytes: int) -> bytes | None:
+        """One regular file of a scratch folder (at most `max_bytes`; None: missing, or not a regular
+        file), e.g. a grader's grade.json. This default copies the folder out first."""
+        import shutil
+        import tempfile
+        from .artefacts import read_regular
+        dest = Path(tempfile.mkdtemp(prefix="ctxeval-scratch-"))
+        try:
+            copy = self.export(scratch, dest, ArtefactLimits(max_bytes=max_bytes * 2, max_file_bytes=max_bytes))
+            return read_regular(dest / name, max_bytes) if name in copy.copied else None
+        finally:
+            shutil.rmtree(dest, ignore_errors=True)
+
+    def preload(self, script: str, paths: Iterable[str] = ()) -> bool:
+        """Load a Python program's imports in the sandbox once (`script`: its path there, `paths`:
+        folders it puts on sys.path), so that run_preloaded starts it in a fresh process without
+        paying them; False when the provider cannot."""
+        return False
+
+    def run_preloaded(self, script: str, args: list[str] | None = None, timeout: float | None = None) -> ExecResult:
+        """Run a preloaded program as `python3 SCRIPT ARGS` would, with every limit of exec()."""
+        raise SandboxError(f"the {self.backend} provider cannot run preloaded programs")
 
     def park(self) -> bool:
         """Make a sandbox whose episode ended safe to keep idle for another episode (every agent

@@ -17,12 +17,12 @@
   container). Copy-out reads the workspace through the engine's archive API after every agent
   process is killed and the container frozen: no program of the sandbox takes part in it.
 - Host folders are bind-mounted read-only from neutral staged paths (staging.py).
+- A container can serve again (a run's warm pool, pool.py): reset, refill, park and renew are
+  docker_reuse.py's, each one request to PID 1.
 - What a container may do (capabilities, limits, mounts, labels) is docker_config.py's.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 import threading
 import time
@@ -33,7 +33,7 @@ from typing import Any, Iterable
 from ..errors import SandboxError
 from . import cleanup
 from .artefacts import ArtefactCopy, ArtefactLimits, copy_tar_stream, tar_for_upload
-from .base import Sandbox, SandboxOptions, SandboxSpec, Scratch, tar_of_folder
+from .base import SandboxOptions, SandboxSpec, Scratch
 from .defaults import (AGENT_UID, AGENT_USER, LABEL_DEADLINE, LABEL_EPISODE, LABEL_MANAGED,  # noqa: F401
                        LABEL_ROLE, LABEL_RUN, MAX_FILE_BYTES, NETWORK_MODE, NOFILE_LIMIT, OUTPUT_MOUNT)
 # The container's configuration; its names stay importable from here (tests, the escape checks).
@@ -41,24 +41,13 @@ from .docker_config import (CAP_DROP, DATA_MOUNT, GRADER_MOUNT, LOG_DRIVER, LOG_
                             PRIVATE_MOUNT, PYTHON, SECURITY_OPT, SHM_SIZE, SUPERVISOR_CAPS, SUPERVISOR_USER,
                             TOOLS_MOUNT, WORKSPACE_MOUNT, container_config, container_environment)
 from . import docker_exec
+from .docker_reuse import DockerReuse
 from .docker_exec import EXEC_GRACE_SECONDS
 from .inside import supervisor_preamble
 from .outcomes import ExecOutcome, ExecResult, OutputCollector
 from .supervisor_channel import SupervisorChannel
 
 REMOVE_WAIT_SECONDS = 10.0  # stop() waits this long for the engine to finish removing the container
-
-# Reset over plain exec, as the agent's uid once PID 1 has killed every agent process: clear temp
-# space and the workspace, unpack the starter from stdin.
-RESET_TIMEOUT_SECONDS = 60.0
-RESET_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")  # emptied by a reset, besides the workspace
-RESET_SCRIPT = r"""
-for dir in /tmp /dev/shm "$CTXEVAL_WORKSPACE"; do
-  chmod -R u+rwX "$dir" 2>/dev/null
-  find "$dir" -mindepth 1 -delete 2>/dev/null
-done
-tar -x -C "$CTXEVAL_WORKSPACE" --no-same-owner --no-same-permissions
-"""
 
 
 def docker_engine_answers() -> bool:
@@ -78,7 +67,7 @@ class DockerOptions(SandboxOptions):
     """A docker.DockerClient to use instead of docker.from_env() (tests share one)."""
 
 
-class DockerSandbox(Sandbox):
+class DockerSandbox(DockerReuse):
     backend = "docker"
     isolated = True
     needs_image = True
@@ -99,6 +88,7 @@ class DockerSandbox(Sandbox):
         self.channel: SupervisorChannel | None = None
         self.channel_usable = True  # False once the channel answered wrongly: plain exec from then on
         self.starter_hash: str | None = None  # the starter PID 1 keeps (sent with the first reset)
+        self.preloaded: set[str] = set()  # Python programs whose imports PID 1 holds (warm grading)
         self.deadline: float | None = None
         self.paused = False
         self.removed = False
@@ -149,33 +139,6 @@ class DockerSandbox(Sandbox):
         self._watchdog = threading.Timer(self.spec.limits.wall_seconds, self._wall_clock_expired)
         self._watchdog.daemon = True
         self._watchdog.start()
-
-    def park(self) -> bool:
-        """Idle between episodes: the watchdog off, every agent process gone, not frozen (a frozen
-        PID 1 could not end the container if this process went away), a new deadline."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        if self.channel is None or not self.channel_usable or self.removed:
-            return False
-        if self.paused:
-            try:
-                self.client.api.unpause(self.container.id)
-            except Exception:
-                return False
-            self.paused = False
-        return self.kill_agent() and self._move_deadline()
-
-    def renew(self) -> bool:
-        if not self._move_deadline():
-            return False
-        self.events, self.wall_expired = [], False
-        self._arm_watchdog()
-        return True
-
-    def _move_deadline(self) -> bool:
-        self.deadline = time.time() + self.spec.deadline_seconds
-        reply = self.channel.request("set_deadline", at=self.deadline) if self.channel else None
-        return bool(reply and reply.get("ok"))
 
     def _fill(self) -> None:
         """Host files for the workspace and scratch folders, written by the engine, owned by the
@@ -249,6 +212,11 @@ class DockerSandbox(Sandbox):
     def exec(self, command: str, *, args: list[str] | None = None, timeout: float | None = None,
              stdin: bytes | None = None, env: dict[str, str] | None = None,
              output_cap: int | None = None) -> ExecResult:
+        return self._exec(command, args, timeout, stdin, env, output_cap)
+
+    def _exec(self, command: str, args: list[str] | None, timeout: float | None, stdin: bytes | None,
+              env: dict[str, str] | None, output_cap: int | None, program: str | None = None) -> ExecResult:
+        """One command, or (`program`) a program PID 1 preloaded."""
         limits = self.spec.limits
         timeout = float(timeout or limits.exec_timeout_seconds)
         collector = OutputCollector(output_cap or limits.output_bytes)
@@ -259,8 +227,13 @@ class DockerSandbox(Sandbox):
         if self.paused:
             raise SandboxError("the sandbox is quiesced (frozen for copy-out); reset it before running commands")
         started = time.monotonic()
-        transport = (self._on_channel if self.channel_usable else self._plain)
-        end = transport(command, list(args or []), stdin or b"", dict(env or {}), timeout, collector)
+        if program is not None and not self.channel_usable:
+            raise SandboxError("the sandbox's channel is not usable: preloaded programs cannot run")
+        if program is not None:
+            end = self._on_channel(command, list(args or []), stdin or b"", dict(env or {}), timeout, collector, program)
+        else:
+            transport = (self._on_channel if self.channel_usable else self._plain)
+            end = transport(command, list(args or []), stdin or b"", dict(env or {}), timeout, collector)
         self.events.extend(end.events)
         if end.abandoned:
             self.events.append({"event": "exec_abandoned"})
@@ -271,9 +244,10 @@ class DockerSandbox(Sandbox):
                                        wall_expired=self.wall_expired, state=self.state)
 
     def _on_channel(self, command: str, args: list[str], stdin: bytes, env: dict[str, str], timeout: float,
-                    collector: OutputCollector) -> docker_exec.ExecEnd:
+                    collector: OutputCollector, program: str | None = None) -> docker_exec.ExecEnd:
         assert self.channel is not None
-        return docker_exec.on_channel(self.channel, command, args, stdin, env, timeout, collector, self._escalate)
+        return docker_exec.on_channel(self.channel, command, args, stdin, env, timeout, collector, self._escalate,
+                                      program)
 
     def _plain(self, command: str, args: list[str], stdin: bytes, env: dict[str, str], timeout: float,
                collector: OutputCollector) -> docker_exec.ExecEnd:
@@ -290,41 +264,6 @@ class DockerSandbox(Sandbox):
         """Every process but PID 1 killed, without forking (works with the pids limit exhausted)."""
         reply = self.channel.request("kill_agent") if self.channel else None
         return bool(reply and reply.get("ok"))
-
-    def reset(self, starter_dir: Path) -> str | None:
-        """One round trip over the channel: PID 1 kills every agent process, a helper with the
-        agent's uid empties RESET_DIRS and the workspace, removes the agent's System V IPC objects,
-        unpacks the starter from PID 1's pristine copy and returns the workspace's digest. Plain
-        exec (a channel that answered wrongly) takes three steps to the same end."""
-        if self.paused:
-            self.client.api.unpause(self.container.id)
-            self.paused = False
-        starter = tar_of_folder(starter_dir)
-        if self.channel_usable:
-            return self._reset_on_channel(starter)
-        if not self.kill_agent():
-            raise SandboxError("workspace reset failed: the sandbox's supervisor did not kill every process")
-        result = self.exec(RESET_SCRIPT, stdin=starter, timeout=RESET_TIMEOUT_SECONDS)
-        if result.exit_code != 0:
-            raise SandboxError(f"workspace reset failed ({result.outcome}): {result.stderr.strip()[-500:]}")
-        return self.workspace_digest()
-
-    def _reset_on_channel(self, starter: bytes) -> str:
-        assert self.channel is not None
-        starter_hash = hashlib.sha256(starter).hexdigest()
-        send = {} if starter_hash == self.starter_hash else {"starter": base64.b64encode(starter).decode()}
-        reply = self.channel.request("reset", timeout=RESET_TIMEOUT_SECONDS, uid=AGENT_UID, dirs=list(RESET_DIRS),
-                                     workspace=WORKSPACE_MOUNT, **send)
-        if not (reply and reply.get("ok")):
-            error = (reply or {}).get("error") or "no answer from the sandbox's supervisor"
-            raise SandboxError(f"workspace reset failed: {error}")
-        digest = reply.get("digest")
-        if not (isinstance(digest, str) and len(digest) == 64):
-            self.channel_usable = False
-            self.events.append({"event": "channel_fallback", "reason": "a reset reply without a digest"})
-            raise SandboxError("workspace reset failed: the sandbox's supervisor returned no digest")
-        self.starter_hash = starter_hash
-        return digest
 
     def quiesce(self) -> None:
         if self.paused or self.container is None or self.removed:

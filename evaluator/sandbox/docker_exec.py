@@ -57,8 +57,10 @@ def report_problem(report: Any) -> str | None:
 
 
 def on_channel(channel: SupervisorChannel, command: str, args: list[str], stdin: bytes, env: dict[str, str],
-               timeout: float, collector: OutputCollector, escalate: Callable[[], None]) -> ExecEnd:
-    """Run one command through PID 1: one request, its output streamed back, one reply."""
+               timeout: float, collector: OutputCollector, escalate: Callable[[], None],
+               program: str | None = None) -> ExecEnd:
+    """Run one command (or a `program` PID 1 preloaded) through PID 1: one request, its output
+    streamed back, one reply."""
     lock = threading.Lock()
 
     def sink(stream: int, data: bytes) -> None:
@@ -68,7 +70,8 @@ def on_channel(channel: SupervisorChannel, command: str, args: list[str], stdin:
     def over_cap() -> bool:
         return collector.total > collector.cap + HOST_CAP_SLACK
 
-    request_id = channel.submit("exec", sink=sink, command=command, args=args, env=env, timeout=timeout,
+    what = {"program": program} if program is not None else {"command": command}
+    request_id = channel.submit("exec", sink=sink, **what, args=args, env=env, timeout=timeout,
                                 cap=collector.cap, uid=AGENT_UID, cwd=WORKSPACE_MOUNT,
                                 stdin=base64.b64encode(stdin).decode())
     if request_id is None:

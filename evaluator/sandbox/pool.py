@@ -72,7 +72,7 @@ class SandboxPool:
         while (idle := self._take(key)) is not None:
             sandbox, served = idle
             try:
-                if sandbox.alive() and sandbox.renew():
+                if sandbox.renew():
                     prepare(sandbox)
                     return Lease(sandbox, key, served)
                 self._retire(sandbox, "gone_while_idle")

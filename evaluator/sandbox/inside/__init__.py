@@ -9,6 +9,7 @@ and their command lines stay short.
 - exec_core.py: how a command is run (as the agent's uid, in its own session, output relayed
   through pipes only a root helper holds, timeout, output cap, group kill, cgroup counters). It
   is placed before the text of each of the two programs below.
+- workspace_ops.py: reset and wipe of the sandbox's folders, in a helper PID 1 forks.
 - supervisor.py: PID 1, and the sandbox's persistent exec channel. Root inside the container with
   only CAP_KILL/SETUID/SETGID/SETPCAP, not dumpable, so the agent's uid can neither signal nor
   ptrace it. Reaps orphans, answers the host over its attached stdin (run a command in a forked
@@ -24,16 +25,16 @@ from functools import lru_cache
 from pathlib import Path
 
 
-CORE = "exec_core"
+# Each program's source: the texts of these files, in order (one module's worth of globals).
+PROGRAM_PARTS = {"supervisor": ("exec_core", "workspace_ops", "supervisor"),
+                 "exec_helper": ("exec_core", "exec_helper")}
 
 
 @lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """The source text of one in-container program ("supervisor" or "exec_helper"): the exec
-    core's text followed by the program's own."""
-    def text(part: str) -> str:
-        return (Path(__file__).with_name(f"{part}.py")).read_text(encoding="utf-8")
-    return text(CORE) + "\n\n" + text(name)
+    """The source text of one in-container program ("supervisor" or "exec_helper")."""
+    return "\n\n".join((Path(__file__).with_name(f"{part}.py")).read_text(encoding="utf-8")
+                        for part in PROGRAM_PARTS[name])
 
 
 # PID 1 reads a 10-digit length and that many bytes of source from its stdin, then runs it.

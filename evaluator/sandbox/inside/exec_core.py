@@ -59,8 +59,28 @@ def drop_bounding_set():
         prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
 
 
+def run_in_process(launch, args, env):
+    """Run a preloaded Python program in this forked child as `python3 SCRIPT ARGS` would: its
+    environment, signals as a fresh interpreter has them, its exit code."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.environ.clear()
+    os.environ.update(env)
+    code = launch(args)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
+
+
 def start(command, args, uid, cwd, env, out_w, err_w):
-    """Fork the command as `uid` in a new session; returns its pid (also its process group)."""
+    """Fork the command as `uid` in a new session; returns its pid (also its process group).
+    `command` is a bash command line, or a preloaded Python program (a callable taking args)."""
     pid = os.fork()
     if pid:
         return pid
@@ -77,6 +97,8 @@ def start(command, args, uid, cwd, env, out_w, err_w):
             os.chdir(cwd)
         except OSError:
             os.chdir("/")
+        if callable(command):
+            run_in_process(command, args, env)
         os.execve(BASH, ["bash", "-c", command, "ctxeval", *args], env)
     except BaseException as exc:
         os.write(2, f"ctxeval: cannot start the command: {exc}\n".encode())

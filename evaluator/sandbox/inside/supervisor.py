@@ -1,6 +1,7 @@
 """PID 1 of a ctxeval sandbox, and its persistent exec channel (stdlib only; runs as
 `python3 -I -S -c SOURCE DEADLINE`; its source is exec_core.py's followed by this file's).
 
+Its source is exec_core.py's, then workspace_ops.py's (reset, wipe), then this file's.
 It runs as root inside the container, whose capability set is only KILL, SETUID, SETGID and
 SETPCAP; the agent's processes run as another uid with none, so they cannot signal, ptrace or
 read it (and it makes itself non-dumpable besides). Its stdin and stdout are the host's attached
@@ -21,6 +22,14 @@ stream, which no process of the agent holds. It:
         -> kills every agent process, then a helper with the agent's uid empties `dirs` and the
            workspace, removes the uid's System V IPC objects, unpacks the kept starter and returns
            {"id": N, "ok": true, "digest": SHA256, "killed": K} (the workspace_digest format)
+    {"id": N, "op": "preload", "script", "paths"} -> imports the Python program's top-level imports
+           in PID 1 once; {"id": N, "op": "exec", "program": SCRIPT, ...} then runs it in a forked
+           helper as `python3 SCRIPT ARGS` would, with every limit of a command
+    {"id": N, "op": "wipe", "uid", "dirs", "root_dirs", "fill": BASE64 tar, "fill_dir"}
+        -> kills every agent process, empties `root_dirs` as root (a grader's read-only workspace)
+           and unpacks `fill` there as root's, empties `dirs` as `uid`, removes the uid's System V
+           IPC objects: {"id": N, "ok": true}
+    {"id": N, "op": "read", "path", "max"} -> a regular file's first bytes: {"ok", "size", "data"}
   Commands run concurrently: the loop never waits on one, so kill_agent is answered at once.
 - ends the container (by exiting) when its stdin closes (the host process that attached to it is
   gone: the engine closes stdin when that connection drops) or when the deadline passes, so no
@@ -28,14 +37,12 @@ stream, which no process of the agent holds. It:
 """
 import base64
 import ctypes
-import hashlib
-import io
-import tarfile
+import stat
 
 PR_SET_DUMPABLE = 4
 READ_TIMEOUT = 1.0
 KILL_ROUNDS = 200
-OPS = ("ping", "kill_agent", "set_deadline", "exec", "reset")
+OPS = ("ping", "kill_agent", "set_deadline", "exec", "reset", "wipe", "preload", "read")
 
 
 def undumpable():
@@ -92,12 +99,6 @@ def kill_agent():
 
 
 # -- in a forked helper ----------------------------------------------------------------------------
-def become(uid):
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-
-
 def stdin_fd(data):
     """The command's stdin: an anonymous in-memory file holding `data` (never the host's stream)."""
     fd = os.memfd_create("ctxeval-stdin", 0)  # inherited by the command (the default is close-on-exec)
@@ -108,86 +109,73 @@ def stdin_fd(data):
     return fd
 
 
-def exec_child(request):
+def exec_child(request, program=None):
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
     os.dup2(stdin_fd(base64.b64decode(request.get("stdin") or "")), 0)
-    return run_counted(str(request["command"]), [str(a) for a in request.get("args") or []],
+    return run_counted(program or str(request["command"]), [str(a) for a in request.get("args") or []],
                        float(request["timeout"]), int(request["cap"]), int(request["uid"]),
                        str(request.get("cwd") or "/"), env)
 
 
-def wipe(top):
-    """Remove everything below `top`, making each folder writable first (what the uid may remove)."""
-    for entry in list(os.scandir(top)):
-        if entry.is_dir(follow_symlinks=False):
-            try:
-                os.chmod(entry.path, 0o700)
-            except OSError:
-                pass
-            wipe(entry.path)
-            os.rmdir(entry.path)
-        else:
-            os.unlink(entry.path)
-
-
-def remove_ipc():
-    """Remove the System V shared memory, queues and semaphores this uid may remove."""
-    libc, removed = ctypes.CDLL(None, use_errno=True), 0
-    for kind, call in (("shm", lambda i: libc.shmctl(i, 0, None)), ("msg", lambda i: libc.msgctl(i, 0, None)),
-                       ("sem", lambda i: libc.semctl(i, 0, 0))):
-        try:
-            with open(f"/proc/sysvipc/{kind}") as handle:
-                ids = [int(line.split()[1]) for line in handle.readlines()[1:] if line.strip()]
-        except (OSError, ValueError, IndexError):
-            continue
-        removed += sum(1 for i in ids if call(i) == 0)
-    return removed
-
-
-def unpack(data, workspace):
-    """The starter's regular files and folders (nothing else: no link, no absolute or .. name)."""
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        for member in tar:
-            parts = member.name.split("/")
-            if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
-                raise ValueError(f"refused starter entry {member.name!r}")
-            target = os.path.join(workspace, *parts)
-            if member.isdir():
-                os.makedirs(target, exist_ok=True)
-                continue
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, member.mode & 0o755 | 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(tar.extractfile(member).read())
-
-
-def digest(workspace):
-    """sha256 over "<sha256>  ./<path>" lines of every regular file, sorted by path (DIGEST_COMMAND's)."""
-    lines = []
-    for folder, dirs, files in os.walk(workspace):
-        for name in files:
-            path = os.path.join(folder, name)
-            if os.path.isfile(path) and not os.path.islink(path):
-                with open(path, "rb") as handle:
-                    lines.append((b"./" + os.fsencode(os.path.relpath(path, workspace)),
-                                  hashlib.sha256(handle.read()).hexdigest().encode()))
-    return hashlib.sha256(b"".join(h + b"  " + p + b"\n" for p, h in sorted(lines))).hexdigest()
-
-
-def reset_child(request, starter):
-    become(int(request["uid"]))
-    workspace = str(request["workspace"])
+def read_regular_file(path, limit):
+    """A regular file's first `limit` bytes (no link followed, never a FIFO or device)."""
     try:
-        os.chmod(workspace, 0o755)
-    except OSError:
-        pass
-    for top in [*request.get("dirs", []), workspace]:
-        if os.path.isdir(top):
-            wipe(top)
-    ipc = remove_ipc()
-    unpack(starter, workspace)
-    return {"ok": True, "digest": digest(workspace), "ipc_removed": ipc}
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return {"ok": False, "error": exc.strerror}
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return {"ok": False, "error": "not a regular file"}
+        data = os.pread(fd, limit, 0)
+    finally:
+        os.close(fd)
+    return {"ok": True, "size": info.st_size, "data": base64.b64encode(data).decode()}
+
+
+def preload_imports(script, paths):
+    """Import what `script` imports at its top level, with the image's site-packages and `paths`
+    on the path as a `python3 SCRIPT` run would have them; returns (loaded, failed) names."""
+    import ast
+    import importlib
+    import site
+    site.main()
+    for path in [os.path.dirname(script), *paths]:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    with open(script, "rb") as handle:
+        tree = ast.parse(handle.read(), script)
+    names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
+    names += [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module]
+    loaded, failed = [], []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception as exc:
+            failed.append(f"{name}: {type(exc).__name__}")
+    return loaded, failed
+
+
+def python_program(script):
+    """A launcher of `script` for exec_core.start: run as __main__, its exit code returned."""
+    def launch(args):
+        import runpy
+        import traceback
+        sys.argv = [script, *args]
+        try:
+            runpy.run_path(script, run_name="__main__")
+            return 0
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                return exc.code or 0
+            print(exc.code, file=sys.stderr)
+            return 1
+        except BaseException:
+            traceback.print_exc()
+            return 1
+    return launch
 
 
 class Job:
@@ -245,6 +233,19 @@ class Supervisor:
         self.buffer = b""
         self.jobs = {}  # read end -> Job
         self.starter = None
+        self.programs = {}  # script -> a launcher of it, its imports loaded in this process
+
+    def preload(self, script, paths):
+        """Load a Python program's top-level imports here, once, so a forked helper starts it
+        without paying them (warm grading). Refused when the imports started threads: forking a
+        threaded process is not safe."""
+        if script not in self.programs:
+            loaded, failed = preload_imports(script, paths)
+            if len(os.listdir("/proc/self/task")) > 1:
+                return {"ok": False, "error": "the program's imports started threads", "loaded": loaded}
+            self.programs[script] = python_program(script)
+            self.preload_report = {"loaded": loaded, "failed": failed}
+        return {"ok": True, **self.preload_report}
 
     def send(self, message):
         data = json.dumps(message).encode() + b"\n"
@@ -263,7 +264,14 @@ class Supervisor:
             self.deadline = float(request["at"])
             return {"ok": True, "deadline": self.deadline}
         if op == "exec":
-            return self.start(request_id, "exec", lambda: exec_child(request))
+            program = self.programs.get(request.get("program")) if "program" in request else None
+            if "program" in request and program is None:
+                return {"done": True, "report": None, "error": "that program was not preloaded"}
+            return self.start(request_id, "exec", lambda: exec_child(request, program))
+        if op == "read":
+            return read_regular_file(str(request["path"]), int(request["max"]))
+        if op == "preload":
+            return self.preload(str(request["script"]), [str(p) for p in request.get("paths") or []])
         if op == "reset":
             if request.get("starter") is not None:
                 self.starter = base64.b64decode(request["starter"])
@@ -274,6 +282,11 @@ class Supervisor:
                 return {**killed, "error": "processes left after killing"}
             starter = self.starter
             return self.start(request_id, "reset", lambda: reset_child(request, starter))
+        if op == "wipe":
+            killed = kill_agent()
+            if not killed["ok"]:
+                return {**killed, "error": "processes left after killing"}
+            return self.start(request_id, "wipe", lambda: wipe_child(request))
         return {"ok": False, "error": f"unknown op {op!r}"}
 
     def start(self, request_id, kind, body):
