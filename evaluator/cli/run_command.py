@@ -4,8 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from ..sandbox.defaults import DEFAULT_REUSE_EPISODES
-
 import typer
 
 from .common import BACKEND, RUNS_DIR_HELP, chosen_backend, console, fail, handles_errors, image_for, load_bundle_arg
@@ -112,7 +110,8 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
                            phoenix=phoenix_settings(phoenix, phoenix_project),
                            probes=_probes_flag(probes or options.get("probes")),
                            reuse=not no_reuse and options.get("reuse", True) is not False,
-                           reuse_limit=reuse_limit or options.get("reuse_limit") or DEFAULT_REUSE_EPISODES,
+                           **({"reuse_limit": reuse_limit or options["reuse_limit"]}
+                              if reuse_limit or options.get("reuse_limit") else {}),
                            **({"run_id": resume or run_id} if (resume or run_id) else {}))
     if not resume and (settings.run_dir / "run.json").exists():
         fail(f"run {settings.run_id} exists: finish it with --resume {settings.run_id}, or pick another --run-id")
