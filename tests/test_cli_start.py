@@ -1,5 +1,6 @@
 """`ctxeval --help` and `ctxeval policies` start without the heavy libraries: no Docker SDK, pandas,
-matplotlib, OpenTelemetry, model SDKs or rich's help renderer (timed in benchmarks/cli_start.py)."""
+matplotlib, OpenTelemetry, model SDKs, rich's help renderer, or ctxeval's sandbox, run and image
+layers (timed in benchmarks/cli_start.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ import sys
 import pytest
 
 HEAVY = ("docker", "pandas", "numpy", "matplotlib", "sklearn", "opentelemetry", "openai", "anthropic",
-         "phoenix", "tiktoken", "typer.rich_utils", "rich.markdown", "rich.traceback")
+         "phoenix", "tiktoken", "typer.rich_utils", "rich.markdown", "rich.traceback",
+         "evaluator.sandbox", "evaluator.runs", "evaluator.images")  # ctxeval's own heavy layers
 
 PROBE = """
 import json, sys
