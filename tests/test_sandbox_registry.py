@@ -173,7 +173,9 @@ def test_an_out_of_tree_provider_runs_a_graded_episode_by_import_path(recording_
     result = run_episode(toy_bundle, OracleAgent(), options, prepare_data(toy_bundle))
     assert result["status"] == "completed", result["error"]
     assert result["grade"] is not None and result["success"] is True
-    assert result["sandbox"] == {"backend": "recording", "isolated": False}
+    # a provider that is not reusable serves one episode per sandbox
+    assert result["sandbox"] == {"backend": "recording", "isolated": False, "reused": False, "episodes_before": 0,
+                                 "retired": "no_reuse"}
     calls = set(recording_provider)
     assert {("start", "agent"), ("reset", "agent"), ("exec", "agent"), ("copy_out", "agent"),
             ("stop", "agent"), ("start", "grader"), ("exec", "grader"), ("stop", "grader")} <= calls

@@ -91,7 +91,7 @@ class SandboxPool:
     def release(self, lease: Lease, reason: str | None) -> str | None:
         """Park the sandbox for another episode, or stop it; returns why it was retired (or None)."""
         if reason is None and lease.episodes_before + 1 >= self.max_episodes:
-            reason = "episode_limit"
+            reason = "episode_limit" if self.max_episodes > 1 else "no_reuse"
         if reason is None and not lease.sandbox.park():
             reason = "park_failed"
         if reason is not None:
