@@ -137,11 +137,6 @@ class SupervisorChannel:
             self._cond.wait_for(lambda: request_id in self._replies or self.closed or until(), timeout)
             return self._replies.get(request_id)
 
-    def wake(self) -> None:
-        """Let waiters re-check their `until` condition."""
-        with self._cond:
-            self._cond.notify_all()
-
     def forget(self, request_id: int) -> None:
         """Drop a request's reply and sink: what PID 1 still sends for it is ignored."""
         with self._cond:
