@@ -255,7 +255,7 @@ class DockerSandbox(DockerReuse):
                                  collector, self._escalate)
 
     def _escalate(self) -> None:
-        """An exec outlived its deadline: kill every agent process (and the exec's helper)."""
+        """An exec outlived its deadline: kill every agent process (and a plain exec's helper)."""
         reply = self.channel.request("kill_agent", timeout=EXEC_GRACE_SECONDS) if self.channel else None
         self.events.append({"event": "exec_escalated", "killed": bool(reply and reply.get("ok"))})
 

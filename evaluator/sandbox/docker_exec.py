@@ -1,8 +1,8 @@
 """How the docker backend runs one command, two ways, with the same limits and outcomes.
 
 - Over the channel (the default): one JSON request to PID 1 on the stream the host already holds
-  (supervisor_channel.py); PID 1 forks a root helper that runs the command with the exec core, and
-  relays its output and report. No engine call, no new process in the engine.
+  (supervisor_channel.py); PID 1 forks the command itself, keeps its limits with the exec core
+  in its own event loop, and relays its output and report. No engine call, no new process in the engine.
 - Plain: one `docker exec` of exec_helper.py per command, its report on a nonce-marked last
   stderr line (exec_stream.py). The fallback for a sandbox whose channel answered wrongly.
 

@@ -7,13 +7,15 @@ in the exec's environment (taken out before the command starts). No file of thei
 and their command lines stay short.
 
 - exec_core.py: how a command is run (as the agent's uid, in its own session, output relayed
-  through pipes only a root helper holds, timeout, output cap, group kill, cgroup counters). It
+  through pipes only a root process holds, timeout, output cap, group kill, cgroup counters). It
   is placed before the text of each of the two programs below.
 - workspace_ops.py: reset and wipe of the sandbox's folders, in a helper PID 1 forks.
+- jobs.py: what PID 1 forks: each command (one fork: no helper between PID 1 and the command),
+  a preloaded Python program, and the reset and wipe helpers.
 - supervisor.py: PID 1, and the sandbox's persistent exec channel. Root inside the container with
   only CAP_KILL/SETUID/SETGID/SETPCAP, not dumpable, so the agent's uid can neither signal nor
-  ptrace it. Reaps orphans, answers the host over its attached stdin (run a command in a forked
-  root helper, reset the workspace and return its digest, kill every agent process without
+  ptrace it. Reaps orphans, answers the host over its attached stdin (run a command it forks and
+  keeps the limits of, reset the workspace and return its digest, kill every agent process without
   forking, ping, move the deadline) and ends the container when the host goes away or the
   sandbox's deadline passes.
 - exec_helper.py: one command per `docker exec`, the fallback when a sandbox's channel is not
@@ -26,7 +28,7 @@ from pathlib import Path
 
 
 # Each program's source: the texts of these files, in order (one module's worth of globals).
-PROGRAM_PARTS = {"supervisor": ("exec_core", "workspace_ops", "supervisor"),
+PROGRAM_PARTS = {"supervisor": ("exec_core", "workspace_ops", "jobs", "supervisor"),
                  "exec_helper": ("exec_core", "exec_helper")}
 
 

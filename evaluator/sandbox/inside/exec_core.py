@@ -1,15 +1,16 @@
 """The exec core shared by every in-container program that runs a command (stdlib only).
 
 It is not run on its own: its text is placed before exec_helper.py's (one command per `docker
-exec`, the fallback) and supervisor.py's (PID 1, which forks it per command sent over the
-channel), so both enforce the same timeout, output cap, group kill and counters.
+exec`, the fallback) and supervisor.py's (PID 1, which forks each command sent over the channel
+itself), so both enforce the same timeout, output cap, group kill and counters: `CommandRun` is
+those limits as a state machine, driven by `run()`'s loop in the helper and by PID 1's event loop.
 
 The command runs as the agent's uid (`bash -c COMMAND ctxeval ARG...`) in its own session, with
-no capabilities, in the workspace. The forked helper stays root, so the command cannot stop,
-signal or ptrace it. It relays the command's stdout and stderr through pipes only it reads (so a
-process left behind cannot hold the exec's streams open), enforces the timeout (SIGTERM to the
-group, then SIGKILL 2 s later, like `timeout -k 2`) and the output cap (stdout + stderr together),
-and kills what the command left in its group.
+no capabilities, in the workspace. The process that started it (the helper, or PID 1) stays root,
+so the command cannot stop, signal or ptrace it. That process relays the command's stdout and
+stderr through pipes only it reads (so a process left behind cannot hold the exec's streams
+open), enforces the timeout (SIGTERM to the group, then SIGKILL 2 s later, like `timeout -k 2`)
+and the output cap (stdout + stderr together), and kills what the command left in its group.
 """
 import json
 import os
@@ -50,13 +51,28 @@ def killpg(pgid, sig):
         pass
 
 
+def bounding_set_empty():
+    try:
+        with open("/proc/self/status") as handle:
+            return any(line.split() == ["CapBnd:", "0000000000000000"] for line in handle)
+    except OSError:
+        return False
+
+
+BOUNDING_SET_EMPTY = [False]  # inherited by forks: PID 1 empties it once for every helper it forks
+
+
 def drop_bounding_set():
     """Empty the capability bounding set (the container grants CAP_SETPCAP for this), so the
-    command's processes hold no capability in any set."""
+    command's processes hold no capability in any set. Done once per process line: a process
+    forked after it inherits the empty set (and its own permitted set is unchanged by it)."""
+    if BOUNDING_SET_EMPTY[0]:
+        return
     import ctypes
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     for cap in range(64):
         prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    BOUNDING_SET_EMPTY[0] = bounding_set_empty()
 
 
 def run_in_process(launch, args, env):
@@ -78,14 +94,17 @@ def run_in_process(launch, args, env):
     os._exit(code)
 
 
-def start(command, args, uid, cwd, env, out_w, err_w):
+def start(command, args, uid, cwd, env, out_w, err_w, stdin=None):
     """Fork the command as `uid` in a new session; returns its pid (also its process group).
-    `command` is a bash command line, or a preloaded Python program (a callable taking args)."""
+    `command` is a bash command line, or a preloaded Python program (a callable taking args);
+    `stdin` a descriptor for its stdin (None: this process's own)."""
     pid = os.fork()
     if pid:
         return pid
     try:
         os.setsid()
+        if stdin is not None:
+            os.dup2(stdin, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.closerange(3, 1 << 16)
@@ -105,19 +124,69 @@ def start(command, args, uid, cwd, env, out_w, err_w):
     os._exit(127)
 
 
-class Relay:
-    """Copies the command's pipes to this process's stdout/stderr, counting bytes against the cap."""
+NOT_STARTED = {"rc": 126, "timed_out": False, "capped": False, "started": False}
 
-    def __init__(self, pipes, cap, wake):
-        self.open = dict(pipes)  # read end -> our fd (1 or 2)
-        self.wake = wake  # readable when a SIGCHLD arrived
-        self.cap = cap
+
+class CommandRun:
+    """One started command's limits, as a state machine: the timeout (SIGTERM to its group, then
+    SIGKILL), the output cap, the kill of what it left in its group, the drain of late output, and
+    its report. Driven by run() (the plain helper's loop) and by PID 1's own event loop."""
+
+    def __init__(self, pid, timeout, cap, now):
+        self.pid, self.cap = pid, cap
+        self.deadline = now + timeout
+        self.kill_at = self.status = self.ended = None
+        self.timed_out = self.capped = self.killed_hard = False
         self.sent = 0
         self.bytes = {1: 0, 2: 0}
 
-    @property
-    def capped(self):
-        return self.bytes[1] + self.bytes[2] > self.cap
+    def output(self, stream, data):
+        """Count `data` against the cap; returns the part to relay (one byte past the cap tells
+        the host it was exceeded). Past the cap the command's group is killed."""
+        self.bytes[stream] += len(data)
+        part = data[:max(self.cap + 1 - self.sent, 0)]
+        self.sent += len(part)
+        if self.bytes[1] + self.bytes[2] > self.cap and not self.capped:
+            self.capped = True
+            killpg(self.pid, signal.SIGKILL)
+        return part
+
+    def exited(self, status, now):
+        self.status, self.ended = status, now
+        killpg(self.pid, signal.SIGKILL)  # whatever it left running in its group
+
+    def tick(self, now):
+        if self.status is None and not self.timed_out and now >= self.deadline:
+            self.timed_out, self.kill_at = True, now + KILL_AFTER_SECONDS
+            killpg(self.pid, signal.SIGTERM)
+        if self.status is None and self.kill_at is not None and now >= self.kill_at:
+            killpg(self.pid, signal.SIGKILL)
+            self.killed_hard = True
+
+    def finished(self, now, pipes_open):
+        return self.status is not None and (not pipes_open or now >= self.ended + DRAIN_SECONDS)
+
+    def next_wake(self, now):
+        """Seconds until something is due (at most half a second)."""
+        times = (self.deadline, self.kill_at, self.ended and self.ended + DRAIN_SECONDS)
+        return min([0.5, *[t - now for t in times if t and t > now]])
+
+    def report(self):
+        status = self.status
+        rc = os.WEXITSTATUS(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+        if self.timed_out:
+            rc = 137 if self.killed_hard else 124  # as `timeout -k`: 137 when the TERM was ignored
+        return {"rc": rc, "timed_out": self.timed_out, "capped": self.capped, "started": True,
+                "stdout_bytes": self.bytes[1], "stderr_bytes": self.bytes[2]}
+
+
+class Relay:
+    """Copies the command's pipes to this process's stdout/stderr, through the cap's count."""
+
+    def __init__(self, pipes, command, wake):
+        self.open = dict(pipes)  # read end -> our fd (1 or 2)
+        self.wake = wake  # readable when a SIGCHLD arrived
+        self.command = command
 
     def pump(self, timeout):
         ready, _, _ = select.select([*self.open, self.wake], [], [], timeout)
@@ -136,12 +205,9 @@ class Relay:
                 os.close(fd)
                 del self.open[fd]
                 continue
-            target = self.open[fd]
-            self.bytes[target] += len(data)
-            room = self.cap + 1 - self.sent  # one byte past the cap tells the host it was exceeded
-            if room > 0:
-                os.write(target, data[:room])
-                self.sent += min(room, len(data))
+            part = self.command.output(self.open[fd], data)
+            if part:
+                os.write(self.open[fd], part)
 
     def close(self):
         for fd in self.open:
@@ -166,49 +232,34 @@ def run(command, args, timeout, cap, uid, cwd, env):
         pid = start(command, args, uid, cwd, env, out_w, err_w)
     except OSError as exc:  # e.g. the pids limit: the fork itself failed
         os.write(2, f"ctxeval: cannot start the command: {exc}\n".encode())
-        return {"rc": 126, "timed_out": False, "capped": False, "started": False}
+        return dict(NOT_STARTED)
     finally:
         os.close(out_w)
         os.close(err_w)
-    relay = Relay({out_r: 1, err_r: 2}, cap, wake)
-    deadline = time.monotonic() + timeout
-    status = ended = kill_at = None
-    timed_out = capped = killed_hard = False
+    command_run = CommandRun(pid, timeout, cap, time.monotonic())
+    relay = Relay({out_r: 1, err_r: 2}, command_run, wake)
     while True:
         now = time.monotonic()
-        if status is None:
-            done, status_now = os.waitpid(pid, os.WNOHANG)
+        if command_run.status is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
             if done:
-                status, ended = status_now, now
-                killpg(pid, signal.SIGKILL)  # whatever it left running in its group
-        if status is None and not timed_out and now >= deadline:
-            timed_out, kill_at = True, now + KILL_AFTER_SECONDS
-            killpg(pid, signal.SIGTERM)
-        if status is None and kill_at is not None and now >= kill_at:
-            killpg(pid, signal.SIGKILL)
-            killed_hard = True
-        if relay.capped and not capped:
-            capped = True
-            killpg(pid, signal.SIGKILL)
-        if status is not None and (not relay.open or now >= ended + DRAIN_SECONDS):
+                command_run.exited(status, now)
+        command_run.tick(now)
+        if command_run.finished(now, bool(relay.open)):
             break
-        waits = [t - now for t in (deadline, kill_at, ended and ended + DRAIN_SECONDS) if t and t > now]
-        relay.pump(min([0.5, *waits]))
+        relay.pump(command_run.next_wake(now))
     relay.close()
-    if os.WIFEXITED(status):
-        rc = os.WEXITSTATUS(status)
-    else:
-        rc = 128 + os.WTERMSIG(status)
-    if timed_out:
-        rc = 137 if killed_hard else 124  # as `timeout -k`: 137 when the TERM was ignored
-    return {"rc": rc, "timed_out": timed_out, "capped": capped, "started": True,
-            "stdout_bytes": relay.bytes[1], "stderr_bytes": relay.bytes[2]}
+    return command_run.report()
+
+
+def counted(report, before):
+    """A report with the cgroup's pids-limit and OOM-kill counters from before and after."""
+    (pids_before, oom_before), (pids_after, oom_after) = before, counters()
+    report.update(pids_before=pids_before, pids_after=pids_after, oom_before=oom_before, oom_after=oom_after)
+    return report
 
 
 def run_counted(command, args, timeout, cap, uid, cwd, env):
     """run(), with the cgroup's pids-limit and OOM-kill counters read before and after."""
-    pids_before, oom_before = counters()
-    report = run(command, args, timeout, cap, uid, cwd, env)
-    pids_after, oom_after = counters()
-    report.update(pids_before=pids_before, pids_after=pids_after, oom_before=oom_before, oom_after=oom_after)
-    return report
+    before = counters()
+    return counted(run(command, args, timeout, cap, uid, cwd, env), before)

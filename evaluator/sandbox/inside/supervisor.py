@@ -1,9 +1,10 @@
 """PID 1 of a ctxeval sandbox, and its persistent exec channel (stdlib only; runs as
-`python3 -I -S -c SOURCE DEADLINE`; its source is exec_core.py's followed by this file's).
+`python3 -I -S -c SOURCE DEADLINE`; its source is exec_core.py's, then workspace_ops.py's
+(reset, wipe), then jobs.py's (what it forks), then this file's).
 
-Its source is exec_core.py's, then workspace_ops.py's (reset, wipe), then this file's.
 It runs as root inside the container, whose capability set is only KILL, SETUID, SETGID and
-SETPCAP; the agent's processes run as another uid with none, so they cannot signal, ptrace or
+SETPCAP (it empties its capability bounding set at start, so nothing it forks can gain one by
+exec); the agent's processes run as another uid with none, so they cannot signal, ptrace or
 read it (and it makes itself non-dumpable besides). Its stdin and stdout are the host's attached
 stream, which no process of the agent holds. It:
 - reaps every orphan (a namespace's init must);
@@ -13,24 +14,24 @@ stream, which no process of the agent holds. It:
                                                    works when the pids limit is exhausted)
     {"id": N, "op": "set_deadline", "at": T}    -> moves the deadline (UNIX time)
     {"id": N, "op": "exec", "command", "args", "timeout", "cap", "uid", "cwd", "env", "stdin"}
-        -> forks a root helper that runs the command with exec_core.run_counted; its output comes
-           back as {"id": N, "chunk": 1|2, "data": BASE64} lines, then {"id": N, "done": true,
-           "report": {...}} (report null when the helper ended without one; "fork_error" when no
-           process could be started)
+        -> forks the command (jobs.start_command) and keeps its limits (exec_core.CommandRun) in
+           this loop; its output comes back as {"id": N, "chunk": 1|2, "data": BASE64} lines, then
+           {"id": N, "done": true, "report": {...}} ("fork_error" when no process could be started)
     {"id": N, "op": "reset", "uid", "dirs", "workspace", "starter": BASE64 (kept: later resets
            may omit it)}
         -> kills every agent process, then a helper with the agent's uid empties `dirs` and the
            workspace, removes the uid's System V IPC objects, unpacks the kept starter and returns
            {"id": N, "ok": true, "digest": SHA256, "killed": K} (the workspace_digest format)
     {"id": N, "op": "preload", "script", "paths"} -> imports the Python program's top-level imports
-           in PID 1 once; {"id": N, "op": "exec", "program": SCRIPT, ...} then runs it in a forked
-           helper as `python3 SCRIPT ARGS` would, with every limit of a command
+           in PID 1 once; {"id": N, "op": "exec", "program": SCRIPT, ...} then runs it in a process
+           forked from PID 1 as `python3 SCRIPT ARGS` would, with every limit of a command
     {"id": N, "op": "wipe", "uid", "dirs", "root_dirs", "fill": BASE64 tar, "fill_dir"}
         -> kills every agent process, empties `root_dirs` as root (a grader's read-only workspace)
            and unpacks `fill` there as root's, empties `dirs` as `uid`, removes the uid's System V
            IPC objects: {"id": N, "ok": true}
     {"id": N, "op": "read", "path", "max"} -> a regular file's first bytes: {"ok", "size", "data"}
   Commands run concurrently: the loop never waits on one, so kill_agent is answered at once.
+  A command's exit reaches the loop through reap() (SIGCHLD, whose wake-up pipe ends select).
 - ends the container (by exiting) when its stdin closes (the host process that attached to it is
   gone: the engine closes stdin when that connection drops) or when the deadline passes, so no
   sandbox outlives the process that started it by more than its deadline.
@@ -52,14 +53,18 @@ def undumpable():
         pass  # root and a different uid already keep the agent out
 
 
+EXITED = {}  # pid -> (wait status, when): what reap() collected, for the commands PID 1 forked
+
+
 def reap(*_):
     while True:
         try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        EXITED[pid] = (status, time.monotonic())
 
 
 def live_pids():
@@ -98,26 +103,6 @@ def kill_agent():
     return {"ok": False, "killed": killed, "rounds": KILL_ROUNDS, "left": live_pids()[:20]}
 
 
-# -- in a forked helper ----------------------------------------------------------------------------
-def stdin_fd(data):
-    """The command's stdin: an anonymous in-memory file holding `data` (never the host's stream)."""
-    fd = os.memfd_create("ctxeval-stdin", 0)  # inherited by the command (the default is close-on-exec)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
-
-
-def exec_child(request, program=None):
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (request.get("env") or {}).items()})
-    os.dup2(stdin_fd(base64.b64decode(request.get("stdin") or "")), 0)
-    return run_counted(program or str(request["command"]), [str(a) for a in request.get("args") or []],
-                       float(request["timeout"]), int(request["cap"]), int(request["uid"]),
-                       str(request.get("cwd") or "/"), env)
-
-
 def read_regular_file(path, limit):
     """A regular file's first `limit` bytes (no link followed, never a FIFO or device)."""
     try:
@@ -134,91 +119,6 @@ def read_regular_file(path, limit):
     return {"ok": True, "size": info.st_size, "data": base64.b64encode(data).decode()}
 
 
-def preload_imports(script, paths):
-    """Import what `script` imports at its top level, with the image's site-packages and `paths`
-    on the path as a `python3 SCRIPT` run would have them; returns (loaded, failed) names."""
-    import ast
-    import importlib
-    import site
-    site.main()
-    for path in [os.path.dirname(script), *paths]:
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    with open(script, "rb") as handle:
-        tree = ast.parse(handle.read(), script)
-    names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
-    names += [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module]
-    loaded, failed = [], []
-    for name in names:
-        try:
-            importlib.import_module(name)
-            loaded.append(name)
-        except Exception as exc:
-            failed.append(f"{name}: {type(exc).__name__}")
-    return loaded, failed
-
-
-def python_program(script):
-    """A launcher of `script` for exec_core.start: run as __main__, its exit code returned."""
-    def launch(args):
-        import runpy
-        import traceback
-        sys.argv = [script, *args]
-        try:
-            runpy.run_path(script, run_name="__main__")
-            return 0
-        except SystemExit as exc:
-            if exc.code is None or isinstance(exc.code, int):
-                return exc.code or 0
-            print(exc.code, file=sys.stderr)
-            return 1
-        except BaseException:
-            traceback.print_exc()
-            return 1
-    return launch
-
-
-class Job:
-    """One forked helper: its output pipes, the pipe its report comes on, and how to answer."""
-
-    def __init__(self, request_id, kind, pid, pipes):
-        self.request_id, self.kind, self.pid = request_id, kind, pid
-        self.pipes = pipes  # read end -> 1 (stdout), 2 (stderr) or 0 (the report)
-        self.report = b""
-
-
-REPORT_FD = 3
-
-
-def fork_job(request_id, kind, body):
-    """Fork a helper running body() -> dict with its stdout and stderr on pipes of their own, and
-    nothing else of PID 1's (not the host's stream); the dict comes back on a third pipe."""
-    fds = [os.pipe() for _ in range(3)]
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.dup2(fds[1][1], 1)
-            os.dup2(fds[2][1], 2)
-            os.dup2(fds[0][1], REPORT_FD)
-            os.closerange(REPORT_FD + 1, 1 << 16)
-            os.close(0)
-            report = body()
-            os.write(REPORT_FD, json.dumps(report).encode())
-            code = 0
-        except BaseException as exc:
-            try:
-                os.write(REPORT_FD, json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}).encode())
-            except Exception:
-                pass
-        os._exit(code)
-    for _, write_end in fds:
-        os.close(write_end)
-    return Job(request_id, kind, pid, {fds[0][0]: 0, fds[1][0]: 1, fds[2][0]: 2})
-
-
 class Stopped(Exception):
     pass
 
@@ -231,12 +131,22 @@ class Supervisor:
     def __init__(self, deadline):
         self.deadline = deadline
         self.buffer = b""
-        self.jobs = {}  # read end -> Job
+        self.jobs = {}  # read end -> Job or CommandJob
+        self.commands = {}  # pid -> CommandJob
+        self.wake = self.wakeup()
         self.starter = None
         self.programs = {}  # script -> a launcher of it, its imports loaded in this process
 
+    @staticmethod
+    def wakeup():
+        """A pipe made readable by each signal (a child's exit), so select never sleeps past one."""
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        return wake_r
+
     def preload(self, script, paths):
-        """Load a Python program's top-level imports here, once, so a forked helper starts it
+        """Load a Python program's top-level imports here, once, so a process forked from here starts it
         without paying them (warm grading). Refused when the imports started threads: forking a
         threaded process is not safe."""
         if script not in self.programs:
@@ -254,7 +164,7 @@ class Supervisor:
             view = view[os.write(1, view):]
 
     def answer(self, request):
-        """The reply to a request, or None when a forked helper will answer it."""
+        """The reply to a request, or None when a forked command or helper will answer it."""
         op, request_id = request.get("op"), request.get("id")
         if op == "ping":
             return {"ok": True, "uid": os.getuid(), "deadline": self.deadline, "ops": list(OPS)}
@@ -267,7 +177,7 @@ class Supervisor:
             program = self.programs.get(request.get("program")) if "program" in request else None
             if "program" in request and program is None:
                 return {"done": True, "report": None, "error": "that program was not preloaded"}
-            return self.start(request_id, "exec", lambda: exec_child(request, program))
+            return self.start_command(request_id, request, program)
         if op == "read":
             return read_regular_file(str(request["path"]), int(request["max"]))
         if op == "preload":
@@ -288,6 +198,16 @@ class Supervisor:
                 return {**killed, "error": "processes left after killing"}
             return self.start(request_id, "wipe", lambda: wipe_child(request))
         return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def start_command(self, request_id, request, program):
+        try:
+            job = start_command(request_id, request, program)
+        except OSError as exc:  # e.g. the pids limit: nothing could be forked
+            return {"done": True, "report": None, "fork_error": str(exc), "ok": False}
+        self.commands[job.run.pid] = job
+        for fd in job.pipes:
+            self.jobs[fd] = job
+        return None
 
     def start(self, request_id, kind, body):
         try:
@@ -311,9 +231,17 @@ class Supervisor:
             self.send(reply)
 
     def pump(self, fd):
-        """Relay what a helper wrote; answer for it once all of its pipes are closed."""
+        """Relay what a command or helper wrote; answer for a helper once all of its pipes are
+        closed (for a command, tend_commands answers)."""
         job = self.jobs[fd]
         data = os.read(fd, 65536)
+        if isinstance(job, CommandJob):
+            part = job.run.output(job.pipes[fd], data) if data else b""
+            if part:
+                self.send({"id": job.request_id, "chunk": job.pipes[fd], "data": base64.b64encode(part).decode()})
+            elif not data:
+                self.close_pipe(job, fd)
+            return
         if data and job.pipes[fd]:
             self.send({"id": job.request_id, "chunk": job.pipes[fd], "data": base64.b64encode(data).decode()})
             return
@@ -330,25 +258,47 @@ class Supervisor:
             report = json.loads(job.report) if job.report else None
         except ValueError:
             report = None
-        if job.kind == "exec":
-            error = report.get("error") if isinstance(report, dict) else "the helper ended with no report"
-            if not (isinstance(report, dict) and "rc" in report):
-                report = None  # the helper failed before the command ran
-            self.send({"id": job.request_id, "done": True, "report": report, **({} if report else {"error": error})})
-        else:
-            self.send({"id": job.request_id, **(report or {"ok": False, "error": "the helper ended with no report"})})
+        self.send({"id": job.request_id, **(report or {"ok": False, "error": "the helper ended with no report"})})
+
+    def close_pipe(self, job, fd):
+        os.close(fd)
+        del self.jobs[fd]
+        job.open.discard(fd)
+
+    def tend_commands(self):
+        """Give each command its exit status, its due signals, and its answer once it is done."""
+        now = time.monotonic()
+        for pid in list(EXITED):
+            status, when = EXITED.pop(pid)
+            job = self.commands.get(pid)
+            if job is not None and job.run.status is None:
+                job.run.exited(status, when)
+        for pid, job in list(self.commands.items()):
+            job.run.tick(now)
+            if job.run.finished(now, bool(job.open)):
+                for fd in list(job.open):
+                    self.close_pipe(job, fd)
+                del self.commands[pid]
+                self.send({"id": job.request_id, "done": True, "report": counted(job.run.report(), job.before)})
+
+    def next_wake(self):
+        now = time.monotonic()
+        return min([self.deadline - time.time(), READ_TIMEOUT, *[j.run.next_wake(now) for j in self.commands.values()]])
 
     def serve(self):
         self.send({"ready": True, "pid": os.getpid(), "uid": os.getuid()})
         while True:
-            left = self.deadline - time.time()
-            if left <= 0:
+            wait = self.next_wake()
+            if self.deadline <= time.time():
                 return "deadline"
-            ready, _, _ = select.select([0, *self.jobs], [], [], min(left, READ_TIMEOUT))
+            ready, _, _ = select.select([0, self.wake, *self.jobs], [], [], max(wait, 0))
             reap()
             for fd in ready:
-                if fd != 0:
+                if fd == self.wake:
+                    os.read(fd, 4096)
+                elif fd != 0:
                     self.pump(fd)
+                if fd != 0:
                     continue
                 chunk = os.read(0, 1 << 20)
                 if not chunk:
@@ -358,10 +308,12 @@ class Supervisor:
                     line, self.buffer = self.buffer.split(b"\n", 1)
                     if line.strip():
                         self.handle(line)
+            self.tend_commands()
 
 
 def main():
     undumpable()
+    drop_bounding_set()  # once: each helper forked from here inherits the empty set
     signal.signal(signal.SIGCHLD, reap)
     signal.signal(signal.SIGTERM, stop)  # `docker stop`; the agent's uid cannot send it
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
