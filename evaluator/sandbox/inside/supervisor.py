@@ -136,6 +136,7 @@ class Supervisor:
         self.wake = self.wakeup()
         self.starter = None
         self.programs = {}  # script -> a launcher of it, its imports loaded in this process
+        self.preloaded = {}  # script -> what its preload loaded and what failed
 
     @staticmethod
     def wakeup():
@@ -154,8 +155,8 @@ class Supervisor:
             if len(os.listdir("/proc/self/task")) > 1:
                 return {"ok": False, "error": "the program's imports started threads", "loaded": loaded}
             self.programs[script] = python_program(script)
-            self.preload_report = {"loaded": loaded, "failed": failed}
-        return {"ok": True, **self.preload_report}
+            self.preloaded[script] = {"loaded": loaded, "failed": failed}
+        return {"ok": True, **self.preloaded[script]}
 
     def send(self, message):
         data = json.dumps(message).encode() + b"\n"
