@@ -11,7 +11,6 @@ import platform
 import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,12 +20,12 @@ from opentelemetry import trace
 from . import __version__
 from .agents.base import Agent
 from .atomic import write_json_atomic
-from .bundles.data import PreparedData, prepare_data
+from .bundles.data import prepare_data
 from .bundles.manifest import Bundle
 from .episode.context import Budget
-from .episode.runner import EpisodeOptions, run_episode
 from .errors import CtxevalError
-from .interrupts import EpisodeInterrupted, Interrupt, RunInterrupted, stop_signals
+from .executors import DEFAULT_EXECUTOR, EpisodeJob, Execution, Executor, RunHooks, check_executor, create_executor
+from .interrupts import Interrupt, RunInterrupted, stop_signals
 from .matrix import AgentSpec, RunMatrix, episode_id
 from .paths import runs_dir
 # The run folder's names, importable from here as before (cli, check.py, tests)
@@ -35,31 +34,11 @@ from .run_files import (ABORTED_DIR, EPISODES_DIR, LOCK_FILE, RUN_FILE, RUN_ID_P
                         new_run_id, now_stamp, read_json_object, run_lock, set_aside, set_aside_unfinished,
                         summarize, write_run_file)
 from .sandbox import options_for, provider
-from .sandbox.base import stop_sandboxes
 from .sandbox.defaults import DEFAULT_REUSE_EPISODES
-from .sandbox.pool import SandboxPool
 from .tracing import PhoenixSettings, RunTracing, start_run_tracing
 
-INTERRUPT_GRACE_SECONDS = 20.0  # how long interrupted episodes get to end once their sandboxes are gone
-
-
-@dataclass
-class EpisodeJob:
-    bundle: Bundle
-    seed: int
-    episode_id: str
-    make_agent: Callable[[], Agent]
-    prepared: PreparedData
-    image: str | None = None
-    image_hash: str | None = None
-
-
-@dataclass
-class RunHooks:
-    """Progress callbacks (called from worker threads)."""
-
-    on_start: Callable[[EpisodeJob], None] | None = None
-    on_episode: Callable[[dict[str, Any], bool], None] | None = None  # (result, resumed)
+__all__ = ["EpisodeJob", "RunHooks", "RunSettings", "RunPlan", "execute", "execute_jobs", "matrix_jobs", "run_record",
+           "summarize", "load_run_record", "new_run_id", "RUN_FILE", "SUMMARY_FILE", "EPISODES_DIR"]
 
 
 @dataclass
@@ -74,9 +53,12 @@ class RunSettings:
     probes: bool | None = None  # ask the bundles' probes (None: wherever a bundle declares them)
     reuse: bool = True  # keep warm sandboxes across episodes (a bundle may opt out: sandbox.reuse)
     reuse_limit: int = DEFAULT_REUSE_EPISODES  # episodes one warm sandbox serves before it is retired
+    executor: str = DEFAULT_EXECUTOR  # where episodes run: local threads, or Ray tasks (executors/)
+    ray_address: str | None = None  # the Ray cluster (None: RAY_ADDRESS, else a local Ray for the run)
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
+        check_executor(self.executor)
         if self.max_parallel < 1:
             raise CtxevalError("--max-parallel must be at least 1")
 
@@ -105,6 +87,7 @@ def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
             "budget": vars(settings.budget) if settings.budget else None,
             "phoenix": settings.phoenix.describe() if settings.phoenix else None,
             "probes": probes_option(settings.probes), "reuse": settings.reuse, "reuse_limit": settings.reuse_limit,
+            "executor": settings.executor, **({"ray_address": settings.ray_address} if settings.ray_address else {}),
             **fields}
 
 
@@ -124,26 +107,38 @@ def execute_jobs(settings: RunSettings, record: dict[str, Any], jobs: list[Episo
         raise CtxevalError("two episodes of the run would share an id: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1})))
     options_for(settings.backend, runtime=settings.runtime or None)  # an option the backend does not take: now
     with run_lock(run_dir):
-        old = read_json_object(run_dir / RUN_FILE)
-        if old is not None:
-            record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
-        write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
-        _clean_leftovers(settings.backend, settings.run_id, warn)
-        tracing = start_run_tracing(run_dir, settings.phoenix, warn=warn)
+        executor = create_executor(settings.executor, settings.ray_address, settings.max_parallel)
         try:
-            with stop_signals(lambda signum: stop_sandboxes(settings.run_id)) as interrupt:
-                results = _execute(settings, jobs, hooks, tracing, interrupt)
-            write_json_atomic(run_dir / SUMMARY_FILE, summarize(list(results.values())))
-            if interrupt.is_set():
-                end_run_file(run_dir, "interrupted", interrupt.signum)
-                raise RunInterrupted(interrupt.signum, settings.run_id, len(results), len(jobs))
-            end_run_file(run_dir, "finished")
-        except OSError as exc:  # e.g. the disk under runs/ is full: stop cleanly, resumable
-            raise CtxevalError(f"cannot write under {run_dir} ({exc.strerror or exc}); finished episodes are kept: "
-                               f"free space, then `ctxeval run --resume {settings.run_id}`") from exc
+            where = executor.start()
+            return _run_locked(settings, {**record, "execution": where}, jobs, hooks, warn, executor)
         finally:
-            if not tracing.shutdown() and warn:
-                warn("; ".join(tracing.warnings))
+            executor.close()
+
+
+def _run_locked(settings: RunSettings, record: dict[str, Any], jobs: list[EpisodeJob], hooks: RunHooks,
+                warn: Callable[[str], None] | None, executor: Executor) -> list[dict[str, Any]]:
+    run_dir, ids = settings.run_dir, [job.episode_id for job in jobs]
+    old = read_json_object(run_dir / RUN_FILE)
+    if old is not None:
+        record = {**record, "created_at": old.get("created_at", record.get("created_at"))}
+    write_run_file(run_dir, {**record, "episodes": ids, "status": "running"})
+    if settings.executor == "local":
+        _clean_leftovers(settings.backend, settings.run_id, warn)
+    tracing = start_run_tracing(run_dir, settings.phoenix, warn=warn)
+    try:
+        with stop_signals(lambda signum: executor.interrupted(signum, settings.run_id)) as interrupt:
+            results = _execute(settings, jobs, hooks, tracing, interrupt, executor)
+        write_json_atomic(run_dir / SUMMARY_FILE, summarize(list(results.values())))
+        if interrupt.is_set():
+            end_run_file(run_dir, "interrupted", interrupt.signum)
+            raise RunInterrupted(interrupt.signum, settings.run_id, len(results), len(jobs))
+        end_run_file(run_dir, "finished")
+    except OSError as exc:  # e.g. the disk under runs/ is full: stop cleanly, resumable
+        raise CtxevalError(f"cannot write under {run_dir} ({exc.strerror or exc}); finished episodes are kept: "
+                           f"free space, then `ctxeval run --resume {settings.run_id}`") from exc
+    finally:
+        if not tracing.shutdown() and warn:
+            warn("; ".join(tracing.warnings))
     return [results[job.episode_id] for job in jobs]
 
 
@@ -170,75 +165,24 @@ def _resume_state(run_dir: Path, jobs: list[EpisodeJob],
 
 
 def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tracing: RunTracing,
-             interrupt: Interrupt) -> dict[str, dict[str, Any]]:
+             interrupt: Interrupt, executor: Executor) -> dict[str, dict[str, Any]]:
     """Every finished episode's result by id (all of them, unless the run was interrupted)."""
     run_dir = settings.run_dir
     done, pending = _resume_state(run_dir, jobs, hooks)
     with tracing.tracing.run(settings.run_id, **{"ctxeval.episodes": len(jobs),
                                                   "ctxeval.resumed_episodes": len(done),
-                                                  "ctxeval.max_parallel": settings.max_parallel}) as run_span:
-        parent = trace.set_span_in_context(run_span)
-
-        def work(job: EpisodeJob) -> dict[str, Any]:
-            if hooks.on_start:
-                hooks.on_start(job)
-            options = EpisodeOptions(run_id=settings.run_id, episode_id=job.episode_id, seed=job.seed,
-                                     backend=settings.backend, episode_dir=run_dir / EPISODES_DIR / job.episode_id,
-                                     image=job.image, image_hash=job.image_hash, runtime=settings.runtime,
-                                     budget=settings.budget, tracing=tracing.tracing, trace_parent=parent,
-                                     probes=settings.probes, interrupt=interrupt,
-                                     pool=sandboxes if job.bundle.reuse_sandbox else None,
-                                     grading_pool=graders if job.bundle.reuse_sandbox else None)
-            return run_episode(job.bundle, job.make_agent(), options, job.prepared)
-
-        reuse = settings.reuse and provider(settings.backend).reusable
-        sandboxes, graders = (SandboxPool(settings.reuse_limit), SandboxPool(settings.reuse_limit)) if reuse else (None, None)
-        with ThreadPoolExecutor(max_workers=settings.max_parallel, thread_name_prefix="episode") as pool:
-            futures: dict[Future, EpisodeJob] = {pool.submit(work, job): job for job in pending}
-            try:
-                _collect_results(futures, done, hooks, interrupt)
-            except BaseException:
-                for future in futures:
-                    future.cancel()  # queued episodes never start; running ones finish and are kept
-                raise
-            finally:
-                pool.shutdown(wait=True)
-                for warm in (sandboxes, graders):
-                    if warm is not None:
-                        warm.close()
-            if interrupt.is_set():
-                for future, job in futures.items():
-                    if not future.done() or future.cancelled() or future.exception() is not None:
-                        set_aside_unfinished(run_dir, job.episode_id)  # a torn attempt, as a resume would
+                                                  "ctxeval.max_parallel": settings.max_parallel,
+                                                  "ctxeval.executor": settings.executor}) as run_span:
+        execution = Execution(run_id=settings.run_id, run_dir=run_dir, backend=settings.backend, hooks=hooks,
+                              tracing=tracing.tracing, interrupt=interrupt,
+                              trace_parent=trace.set_span_in_context(run_span), runtime=settings.runtime,
+                              budget=settings.budget, probes=settings.probes, max_parallel=settings.max_parallel,
+                              reuse=settings.reuse, reuse_limit=settings.reuse_limit, accept_spans=tracing.accept)
+        executor.execute(execution, pending, done)
         run_span.set_attribute("ctxeval.successes", sum(r["success"] for r in done.values()))
         if interrupt.is_set():
             run_span.set_attribute("ctxeval.interrupted", signal.Signals(interrupt.signum).name)
     return done
-
-
-def _collect_results(futures: dict[Future, EpisodeJob], done: dict[str, dict[str, Any]], hooks: RunHooks,
-                     interrupt: Interrupt) -> None:
-    """Wait for the episodes; once interrupted, cancel the queued ones and let the running ones end
-    (their sandboxes are gone) within INTERRUPT_GRACE_SECONDS."""
-    remaining = set(futures)
-    grace_until = None
-    while remaining:
-        if interrupt.is_set() and grace_until is None:
-            for future in remaining:
-                future.cancel()
-            grace_until = time.monotonic() + INTERRUPT_GRACE_SECONDS
-        if grace_until is not None and time.monotonic() > grace_until:
-            return
-        finished, remaining = wait(remaining, timeout=0.25, return_when=FIRST_COMPLETED)
-        for future in finished:
-            if future.cancelled():
-                continue
-            if isinstance(future.exception(), EpisodeInterrupted):
-                continue
-            result = future.result()  # run_episode records failures; this raises only on bugs
-            done[result["episode_id"]] = result
-            if hooks.on_episode:
-                hooks.on_episode(result, False)
 
 
 # -- the matrix of a command-line run ---------------------------------------------------------

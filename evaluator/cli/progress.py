@@ -16,7 +16,9 @@ def execute_with_progress(console, settings, matrix, jobs, images) -> None:
                         images={name: {"image": tag, "image_hash": digest} for name, (tag, digest) in images.items()},
                         bundles={job.bundle.id: {"version": job.bundle.version, "path": str(job.bundle.root)}
                                  for job in jobs})
-    console.print(f"run {settings.run_id}: {len(jobs)} episodes, up to {settings.max_parallel} at once → "
+    where = ("on Ray (the nodes' ctxeval_sandbox resources set how many at once)" if settings.executor == "ray"
+             else f"up to {settings.max_parallel} at once")
+    console.print(f"run {settings.run_id}: {len(jobs)} episodes, {where} → "
                   f"{settings.run_dir}" + (f" (Phoenix: {settings.phoenix.endpoint})" if settings.phoenix else ""))
     lock = threading.Lock()
     counts = {"running": 0, "success": 0, "fail": 0}

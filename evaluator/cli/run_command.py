@@ -31,6 +31,10 @@ SEED = typer.Option(None, "--seed", help="run this seed (repeatable)")
 MAX_PARALLEL = typer.Option(None, min=1, max=64, help="episodes run at once (default 1)")
 NO_REUSE = typer.Option(False, "--no-reuse", help="one sandbox per episode (default: a run keeps warm sandboxes "
                         "across its episodes, with a verified reset between them)")
+EXECUTOR = typer.Option(None, help="local | ray: run episodes in threads on this host (default), or as Ray tasks "
+                        "on the nodes of a Ray cluster that advertise the ctxeval_sandbox resource")
+RAY_ADDRESS = typer.Option(None, help="the Ray cluster for --executor ray (default RAY_ADDRESS, else a local Ray "
+                           "started for the run)")
 REUSE_LIMIT = typer.Option(None, min=1, help="episodes one warm sandbox serves before it is retired (default 20)")
 RUNTIME = typer.Option(None, help="container runtime, e.g. runsc (gVisor)")
 PROBES = typer.Option(None, help="on | off: ask the bundles' probes (default: on where a bundle declares them; "
@@ -57,7 +61,7 @@ def _resumed(run_id: str, runs_dir: Path | None) -> tuple[Any, dict[str, Any]]:
     from ..runs import load_run_record
     stored = load_run_record((runs_dir or default_runs_dir()) / run_id)
     options = {key: stored.get(key) for key in ("backend", "runtime", "budget", "max_parallel", "probes", "reuse",
-                                                         "reuse_limit")}
+                                                         "reuse_limit", "executor", "ray_address")}
     return RunMatrix.from_record(stored["matrix"]), options
 
 
@@ -78,6 +82,7 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
         record: Optional[Path] = RECORD, actions: Optional[Path] = ACTIONS, seeds: Optional[int] = SEEDS,
         seed: list[int] = SEED, max_parallel: Optional[int] = MAX_PARALLEL, backend: Optional[str] = BACKEND,
         no_reuse: bool = NO_REUSE, reuse_limit: Optional[int] = REUSE_LIMIT,
+        executor: Optional[str] = EXECUTOR, ray_address: Optional[str] = RAY_ADDRESS,
         runtime: Optional[str] = RUNTIME, probes: Optional[str] = PROBES, run_id: Optional[str] = RUN_ID,
         resume: Optional[str] = RESUME, phoenix: Optional[str] = PHOENIX,
         phoenix_project: Optional[str] = PHOENIX_PROJECT, runs_dir: Optional[Path] = RUNS_DIR) -> None:
@@ -110,6 +115,8 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
                            phoenix=phoenix_settings(phoenix, phoenix_project),
                            probes=_probes_flag(probes or options.get("probes")),
                            reuse=not no_reuse and options.get("reuse", True) is not False,
+                           executor=executor or options.get("executor") or "local",
+                           ray_address=ray_address or options.get("ray_address"),
                            **({"reuse_limit": reuse_limit or options["reuse_limit"]}
                               if reuse_limit or options.get("reuse_limit") else {}),
                            **({"run_id": resume or run_id} if (resume or run_id) else {}))

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
 from .. import __version__
 from .jsonl import TRACES_FILE, JsonlSpanExporter
 from .settings import PhoenixSettings
 from .spans import Tracing
+from .transfer import span_from_record
 
 SHUTDOWN_GRACE_SECONDS = 10.0  # the longest a run waits for its last spans to reach a collector
 SERVICE_NAME = "ctxeval"
@@ -37,6 +38,15 @@ class RunTracing:
     jsonl_path: Path
     phoenix: PhoenixSettings | None = None
     warnings: list[str] = field(default_factory=list)
+    processors: list[SpanProcessor] = field(default_factory=list)
+
+    def accept(self, records: list[dict[str, Any]]) -> None:
+        """Export spans that ended elsewhere (an episode on a Ray node; transfer.py's records) as
+        this run's own."""
+        for record in records:
+            span = span_from_record(record, self.provider.resource)
+            for processor in self.processors:
+                processor.on_end(span)
 
     def shutdown(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> bool:
         """Flush and close; True when everything finished within the grace period."""
@@ -83,14 +93,16 @@ def start_run_tracing(run_dir: Path, phoenix: PhoenixSettings | None = None,
                               span_limits=SpanLimits(max_span_attributes=MAX_SPAN_ATTRIBUTES),
                               shutdown_on_exit=False)  # no exit handler that could wait on a dead collector
     jsonl_path = run_dir / TRACES_FILE
-    provider.add_span_processor(SimpleSpanProcessor(JsonlSpanExporter(jsonl_path)))
+    processors: list[SpanProcessor] = [SimpleSpanProcessor(JsonlSpanExporter(jsonl_path))]
     if phoenix is not None:
         _quiet_exporter_logs()
         try:
-            provider.add_span_processor(_phoenix_processor(phoenix))
+            processors.append(_phoenix_processor(phoenix))
         except Exception as exc:  # a bad endpoint: trace locally, say so, go on
             if warn:
                 warn(f"Phoenix export disabled: {type(exc).__name__}: {exc}")
             phoenix = None
+    for processor in processors:
+        provider.add_span_processor(processor)
     tracer = provider.get_tracer("ctxeval", __version__)
-    return RunTracing(provider, Tracing(tracer, attributes), jsonl_path, phoenix)
+    return RunTracing(provider, Tracing(tracer, attributes), jsonl_path, phoenix, processors=processors)
