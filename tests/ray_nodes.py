@@ -30,6 +30,8 @@ NODE_ENV = {**AUTH_ENV, "RAY_USAGE_STATS_ENABLED": "0",
 SYSTEM_CONFIG = {  # detect a dead or cut-off node in a few seconds (defaults: tens of seconds)
     "health_check_initial_delay_ms": 1000, "health_check_period_ms": 1000, "health_check_timeout_ms": 1000,
     "health_check_failure_threshold": 3, "gcs_rpc_server_reconnect_timeout_s": 8,
+    # a connection to a cut-off node is given up after 4 s of silence (defaults: 300 + 120 s)
+    "grpc_client_keepalive_time_ms": 2000, "grpc_client_keepalive_timeout_ms": 2000,
 }
 
 

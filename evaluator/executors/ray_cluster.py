@@ -14,6 +14,7 @@ once, by the driver, from the attempt that finished.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from ..atomic import write_json_atomic
@@ -31,7 +32,16 @@ POLL_SECONDS = 0.25
 INSTALL_HINT = "the ray executor needs Ray: pip install 'ctxeval[ray]'"
 
 
+# Ray's driver gives up on a connection to a silent node only after its gRPC keepalive (by default
+# 300 s, then 120 s more): a cut-off node's episodes would wait 7 minutes to run again. An episode
+# is a long task on a quiet connection, so the driver asks every 10 s (unless the user set these).
+DRIVER_RAY_ENVIRONMENT = {"RAY_grpc_client_keepalive_time_ms": "10000", "RAY_grpc_client_keepalive_timeout_ms": "10000"}
+
+
 def import_ray() -> Any:
+    for name, value in DRIVER_RAY_ENVIRONMENT.items():
+        if "ray" not in sys.modules:  # Ray reads them when first imported
+            os.environ.setdefault(name, value)
     try:
         import ray
     except ImportError as exc:
