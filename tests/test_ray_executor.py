@@ -180,32 +180,27 @@ def _check_lost_and_rerun(outcome: dict, lost_node: str, cluster: Cluster) -> No
     _wait_until(lambda: not _left_on_engine(settings.run_id), 120, "the run's containers to be gone")
 
 
-def test_a_killed_worker_s_episodes_run_again_on_the_other(cluster, sweep):
-    victim = cluster.workers["host"]
-    lost_node = cluster.node_ids()["host"]
-    thread, outcome = _run_in_background(sweep, "ray-killed-worker", cluster.address)
+def _lose_a_worker_mid_run(cluster: Cluster, sweep, worker: str, lose, restore) -> None:
+    """Run the sweep, `lose` the worker once it runs an episode, check the run, then `restore` it."""
+    node = cluster.workers[worker]
+    lost_node = cluster.node_ids()[worker]
+    thread, outcome = _run_in_background(sweep, f"ray-lost-{worker}", cluster.address)
     try:
-        _wait_until(lambda: victim.running_episodes() > 0 or not thread.is_alive(), 300, "an episode on the host worker")
-        assert thread.is_alive(), "the run ended before the host worker got an episode"
-        victim.kill()
+        _wait_until(lambda: node.running_episodes() > 0 or not thread.is_alive(), 300, f"an episode on {worker}")
+        assert thread.is_alive(), f"the run ended before the {worker} worker got an episode"
+        lose()
         thread.join(RUN_TIMEOUT_SECONDS)
         assert not thread.is_alive()
         _check_lost_and_rerun(outcome, lost_node, cluster)
     finally:
-        cluster.restart_worker("host")
+        restore()
+        cluster.restart_worker(worker)
+
+
+def test_a_killed_worker_s_episodes_run_again_on_the_other(cluster, sweep):
+    _lose_a_worker_mid_run(cluster, sweep, "host", lose=cluster.workers["host"].kill, restore=lambda: None)
 
 
 def test_a_worker_cut_off_mid_run_is_replaced_by_the_other(cluster, sweep):
-    cut = cluster.workers["netns"]
-    lost_node = cluster.node_ids()["netns"]
-    thread, outcome = _run_in_background(sweep, "ray-cut-worker", cluster.address)
-    try:
-        _wait_until(lambda: cut.running_episodes() > 0 or not thread.is_alive(), 300, "an episode on the netns worker")
-        assert thread.is_alive(), "the run ended before the namespaced worker got an episode"
-        cluster.namespace.link(up=False)
-        thread.join(RUN_TIMEOUT_SECONDS)
-        assert not thread.is_alive()
-        _check_lost_and_rerun(outcome, lost_node, cluster)
-    finally:
-        cluster.namespace.link(up=True)
-        cluster.restart_worker("netns")
+    _lose_a_worker_mid_run(cluster, sweep, "netns", lose=lambda: cluster.namespace.link(up=False),
+                           restore=lambda: cluster.namespace.link(up=True))
