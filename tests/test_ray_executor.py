@@ -126,7 +126,10 @@ def test_a_sweep_runs_on_both_workers_and_never_on_the_head(cluster, ray_run):
     run_span = next(s for s in _spans(settings) if s["name"] == "run")
     episode_spans = [s for s in _spans(settings) if s["name"] == "episode"]
     assert all(s["parent_id"] == run_span["span_id"] and s["trace_id"] == run_span["trace_id"] for s in episode_spans)
-    assert not _left_on_engine(settings.run_id)
+    reused = [r for r in results if r["sandbox"]["reused"]]
+    assert reused, "no worker kept a warm sandbox across its episodes"
+    # the workers' warm sandboxes end with their processes, which Ray ends with the run's driver
+    _wait_until(lambda: not _left_on_engine(settings.run_id), 60, "the run's containers to be gone")
 
 
 def test_the_ray_summary_equals_the_local_one_and_a_ray_run_resumes_on_the_cluster(cluster, ray_run, sweep):

@@ -134,7 +134,8 @@ class RayExecutor(Executor):
         return EpisodeTask(run_id=execution.run_id, episode_id=job.episode_id, seed=job.seed,
                            make_agent=job.make_agent, backend=execution.backend, image=job.image,
                            image_hash=job.image_hash, runtime=execution.runtime, budget=execution.budget,
-                           probes=execution.probes, trace_parent=parent_ids(execution.trace_parent),
+                           probes=execution.probes, reuse=execution.reuse, reuse_limit=execution.reuse_limit,
+                           trace_parent=parent_ids(execution.trace_parent),
                            trace_attributes=dict(execution.tracing.attributes))
 
     def _land(self, execution: Execution, returned: EpisodeReturn, done: dict[str, dict[str, Any]]) -> None:

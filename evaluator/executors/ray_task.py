@@ -4,6 +4,11 @@ The node lands the shipped bundle and data in its cache, makes sure the bundle's
 its Docker engine under the driver's input hash (built from the bundle when missing: no registry
 needed), runs the episode against its own engine in a temporary folder, and returns the folder,
 the result and the episode's spans. Nothing is written where the driver's run folder is.
+
+Warm sandboxes: a Ray worker process keeps the run's pools (as the local executor does, with the
+same verified reset and retirement rules) across the tasks it runs for that run; they end with
+the process, which Ray ends when the run's driver disconnects (each container ends when the
+process attached to it is gone).
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from ..agents.base import Agent
 from ..episode.context import Budget
 from ..episode.runner import EpisodeOptions, run_episode
 from ..errors import CtxevalError
+from ..sandbox import provider
+from ..sandbox.pool import SandboxPool
 from ..tracing.transfer import remote_parent, span_to_record
 from .shipping import BundleShipment, land_bundle, pack_folder
 
@@ -42,6 +49,8 @@ class EpisodeTask:
     runtime: str | None = None
     budget: Budget | None = None
     probes: bool | None = None
+    reuse: bool = True  # warm sandboxes across this worker's episodes of the run
+    reuse_limit: int = 1
     trace_parent: tuple[int, int] | None = None  # the run span's (trace id, span id)
     trace_attributes: dict[str, Any] = field(default_factory=dict)  # the run's attributes for every span
 
@@ -68,16 +77,31 @@ def run_episode_task(task: EpisodeTask, shipment: BundleShipment, node: dict[str
     provider, exporter, tracing = _node_tracing(task, node)
     with tempfile.TemporaryDirectory(prefix="ctxeval-ray-episode-") as tmp:
         episode_dir = Path(tmp) / task.episode_id
+        pool, grading_pool = _warm_pools(task, bundle)
         options = EpisodeOptions(run_id=task.run_id, episode_id=task.episode_id, seed=task.seed,
                                  backend=task.backend, episode_dir=episode_dir, image=task.image,
                                  image_hash=task.image_hash, runtime=task.runtime, budget=task.budget,
                                  tracing=tracing, trace_parent=remote_parent(task.trace_parent),
-                                 probes=task.probes)
+                                 probes=task.probes, pool=pool, grading_pool=grading_pool)
         result = run_episode(bundle, task.make_agent(), options, prepared)
         provider.force_flush()
         spans = [span_to_record(span) for span in exporter.get_finished_spans()]
         provider.shutdown()
         return EpisodeReturn(result, pack_folder(episode_dir), spans, node)
+
+
+WARM_POOLS: dict[str, tuple[SandboxPool, SandboxPool]] = {}  # run id -> this process's (agents', graders') pools
+
+
+def _warm_pools(task: EpisodeTask, bundle: Any) -> tuple[SandboxPool | None, SandboxPool | None]:
+    if not (task.reuse and bundle.reuse_sandbox and provider(task.backend).reusable):
+        return None, None
+    if task.run_id not in WARM_POOLS:
+        for run_id in list(WARM_POOLS):  # this worker served another run before: its sandboxes go
+            for old in WARM_POOLS.pop(run_id):
+                old.close()
+        WARM_POOLS[task.run_id] = (SandboxPool(task.reuse_limit), SandboxPool(task.reuse_limit))
+    return WARM_POOLS[task.run_id]
 
 
 def _ensure_image(bundle: Any, task: EpisodeTask) -> None:
