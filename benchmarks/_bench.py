@@ -128,6 +128,13 @@ class Interference:
         except (OSError, IndexError, ValueError):
             return 0
 
+    @staticmethod
+    def _is_dockerd(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].endswith(b"/dockerd")
+        except OSError:
+            return False
+
     def _foreign(self) -> list[str]:
         mine = os.getpid()
         found = []
@@ -138,8 +145,8 @@ class Interference:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
             except OSError:
                 continue
-            if cmdline.split(" ", 1)[0].endswith("/dockerd"):
-                self.dockerd_pids.add(int(entry.name))
+            if cmdline.split(" ", 1)[0].endswith("/dockerd") and not self._is_dockerd(self._parent(int(entry.name))):
+                self.dockerd_pids.add(int(entry.name))  # an engine, not a short-lived child it re-executed
             if not any(marker in cmdline for marker in FOREIGN_MARKERS):
                 continue
             pid, ancestors = int(entry.name), 0
