@@ -90,7 +90,7 @@ class RunMatrix:
                                   stop_on_valid_output=document.get("stop_on_valid_output", False),
                                   actions=document.get("actions"))
         options = {k: document[k] for k in ("max_parallel", "backend", "runtime", "budget", "probes", "reuse", "reuse_limit",
-                                          "executor", "ray_address") if k in document}
+                                          "executor", "ray_address", "image_registry") if k in document}
         return cls(matrix.bundles, matrix.agents, matrix.seeds, options)
 
     def as_record(self) -> dict[str, Any]:

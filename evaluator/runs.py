@@ -55,10 +55,13 @@ class RunSettings:
     reuse_limit: int = DEFAULT_REUSE_EPISODES  # episodes one warm sandbox serves before it is retired
     executor: str = DEFAULT_EXECUTOR  # where episodes run: local threads, or Ray tasks (executors/)
     ray_address: str | None = None  # the Ray cluster (None: RAY_ADDRESS, else a local Ray for the run)
+    image_registry: str | None = None  # Ray nodes pull the run's images from here (pushed first), not build them
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
         check_executor(self.executor)
+        if self.image_registry and self.executor != "ray":
+            raise CtxevalError("--image-registry is for --executor ray (the local executor uses this host's images)")
         if self.max_parallel < 1:
             raise CtxevalError("--max-parallel must be at least 1")
 
@@ -88,6 +91,7 @@ def run_record(settings: RunSettings, **fields: Any) -> dict[str, Any]:
             "phoenix": settings.phoenix.describe() if settings.phoenix else None,
             "probes": probes_option(settings.probes), "reuse": settings.reuse, "reuse_limit": settings.reuse_limit,
             "executor": settings.executor, **({"ray_address": settings.ray_address} if settings.ray_address else {}),
+            **({"image_registry": settings.image_registry} if settings.image_registry else {}),
             **fields}
 
 
@@ -177,7 +181,8 @@ def _execute(settings: RunSettings, jobs: list[EpisodeJob], hooks: RunHooks, tra
                               tracing=tracing.tracing, interrupt=interrupt,
                               trace_parent=trace.set_span_in_context(run_span), runtime=settings.runtime,
                               budget=settings.budget, probes=settings.probes, max_parallel=settings.max_parallel,
-                              reuse=settings.reuse, reuse_limit=settings.reuse_limit, accept_spans=tracing.accept)
+                              reuse=settings.reuse, reuse_limit=settings.reuse_limit, accept_spans=tracing.accept,
+                              image_registry=settings.image_registry)
         executor.execute(execution, pending, done)
         run_span.set_attribute("ctxeval.successes", sum(r["success"] for r in done.values()))
         if interrupt.is_set():

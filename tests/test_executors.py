@@ -134,6 +134,45 @@ def test_a_ray_started_for_the_run_gives_the_local_executor_s_summary(tmp_path):
 
 
 @pytest.mark.docker
+def test_with_an_image_registry_a_node_pulls_the_image_instead_of_building_it(tmp_path, docker_client):
+    import secrets
+    import shutil
+
+    from evaluator.images import ImageBuilder
+    from evaluator.images.push import push_image
+    from fake_registry import FakeRegistry
+    copy = tmp_path / "bundles" / f"ray_pull_{secrets.token_hex(3)}"
+    shutil.copytree(BUNDLES_DIR / "toy", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    manifest = copy / "bundle.yaml"
+    manifest.write_text(manifest.read_text().replace("id: toy\n", f"id: {copy.name}\n", 1))
+    bundle = load_bundle(copy)
+    ref = ImageBuilder().bundle_image(bundle)  # an image no other test uses
+    with FakeRegistry() as registry:
+        try:
+            push_image(docker_client, ref.tag, registry.host)
+            for tag in (ref.tag, f"{registry.host}/{ref.tag}"):
+                docker_client.images.remove(tag)  # the node holds it no more: it must pull it
+            matrix = RunMatrix.from_options([str(copy)], agent="noop", seeds=[0])
+            jobs = matrix_jobs(matrix, {str(copy): bundle}, {str(copy): (ref.tag, ref.input_hash)})
+            settings = RunSettings(backend="docker", run_id="pulled", root=tmp_path, executor="ray",
+                                   image_registry=registry.host)
+            [result] = execute_jobs(settings, run_record(settings, matrix=matrix.as_record()), jobs)
+            assert result["status"] == "completed" and result["bundle"]["image"] == ref.tag
+            pulled = docker_client.images.get(ref.tag)
+            assert pulled.labels["ctxeval.input-hash"] == ref.input_hash
+            name, version = ref.tag.rsplit(":", 1)
+            assert registry.manifest(name, version) is not None
+        finally:
+            for tag in (ref.tag, f"{registry.host}/{ref.tag}"):
+                try:
+                    docker_client.images.remove(tag, force=True)
+                except Exception:
+                    pass
+    with pytest.raises(CtxevalError, match="--image-registry is for --executor ray"):
+        RunSettings(backend="docker", image_registry="127.0.0.1:5000")
+
+
+@pytest.mark.docker
 def test_a_node_that_cannot_set_up_is_an_infrastructure_error_never_a_score(tmp_path, toy_bundle, toy_image):
     matrix = RunMatrix.from_options([str(BUNDLES_DIR / "toy")], agent="noop", seeds=[0])
     images = {str(BUNDLES_DIR / "toy"): (toy_image.tag, "0" * 16)}  # a hash no node builds for this bundle

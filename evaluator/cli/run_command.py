@@ -35,6 +35,8 @@ EXECUTOR = typer.Option(None, help="local | ray: run episodes in threads on this
                         "on the nodes of a Ray cluster that advertise the ctxeval_sandbox resource")
 RAY_ADDRESS = typer.Option(None, help="the Ray cluster for --executor ray (default RAY_ADDRESS, else a local Ray "
                            "started for the run)")
+IMAGE_REGISTRY = typer.Option(None, help="with --executor ray: push the run's images to this registry (host[:port]"
+                               "[/path]) and have the nodes pull them instead of building them")
 REUSE_LIMIT = typer.Option(None, min=1, help="episodes one warm sandbox serves before it is retired (default 20)")
 RUNTIME = typer.Option(None, help="container runtime, e.g. runsc (gVisor)")
 PROBES = typer.Option(None, help="on | off: ask the bundles' probes (default: on where a bundle declares them; "
@@ -61,7 +63,8 @@ def _resumed(run_id: str, runs_dir: Path | None) -> tuple[Any, dict[str, Any]]:
     from ..runs import load_run_record
     stored = load_run_record((runs_dir or default_runs_dir()) / run_id)
     options = {key: stored.get(key) for key in ("backend", "runtime", "budget", "max_parallel", "probes", "reuse",
-                                                         "reuse_limit", "executor", "ray_address")}
+                                                         "reuse_limit", "executor", "ray_address",
+                                                         "image_registry")}
     return RunMatrix.from_record(stored["matrix"]), options
 
 
@@ -83,6 +86,7 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
         seed: list[int] = SEED, max_parallel: Optional[int] = MAX_PARALLEL, backend: Optional[str] = BACKEND,
         no_reuse: bool = NO_REUSE, reuse_limit: Optional[int] = REUSE_LIMIT,
         executor: Optional[str] = EXECUTOR, ray_address: Optional[str] = RAY_ADDRESS,
+        image_registry: Optional[str] = IMAGE_REGISTRY,
         runtime: Optional[str] = RUNTIME, probes: Optional[str] = PROBES, run_id: Optional[str] = RUN_ID,
         resume: Optional[str] = RESUME, phoenix: Optional[str] = PHOENIX,
         phoenix_project: Optional[str] = PHOENIX_PROJECT, runs_dir: Optional[Path] = RUNS_DIR) -> None:
@@ -117,6 +121,7 @@ def run(bundle_paths: list[Path] = BUNDLES, agent: str = AGENT, model: list[str]
                            reuse=not no_reuse and options.get("reuse", True) is not False,
                            executor=executor or options.get("executor") or "local",
                            ray_address=ray_address or options.get("ray_address"),
+                           image_registry=image_registry or options.get("image_registry"),
                            **({"reuse_limit": reuse_limit or options["reuse_limit"]}
                               if reuse_limit or options.get("reuse_limit") else {}),
                            **({"run_id": resume or run_id} if (resume or run_id) else {}))

@@ -57,6 +57,7 @@ class Execution:
     max_parallel: int = 1
     reuse: bool = True
     reuse_limit: int = 1
+    image_registry: str | None = None  # where nodes of another executor pull the run's images from
     accept_spans: Callable[[list[dict[str, Any]]], None] = field(default=lambda records: None)  # spans from elsewhere
 
     def episode_dir(self, job: EpisodeJob) -> Path:

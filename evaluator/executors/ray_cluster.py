@@ -98,6 +98,8 @@ class RayExecutor(Executor):
         remote = ray.remote(_remote_episode).options(resources={RESOURCE: PER_EPISODE}, num_cpus=0, max_retries=0,
                                                       retry_exceptions=False)
         shipments = {job.bundle.id: ray.put(ship_bundle(job.bundle, job.prepared)) for job in pending}
+        if execution.image_registry:
+            push_run_images(sorted({job.image for job in pending if job.image}), execution.image_registry)
         tasks = {job.episode_id: self._task(execution, job) for job in pending}
         jobs = {job.episode_id: job for job in pending}
         flying: dict[Any, tuple[str, int]] = {}
@@ -135,6 +137,7 @@ class RayExecutor(Executor):
                            make_agent=job.make_agent, backend=execution.backend, image=job.image,
                            image_hash=job.image_hash, runtime=execution.runtime, budget=execution.budget,
                            probes=execution.probes, reuse=execution.reuse, reuse_limit=execution.reuse_limit,
+                           image_registry=execution.image_registry,
                            trace_parent=parent_ids(execution.trace_parent),
                            trace_attributes=dict(execution.tracing.attributes))
 
@@ -155,6 +158,22 @@ class RayExecutor(Executor):
             raise CtxevalError(f"episode {episode_id} was lost by the Ray cluster {attempt} times (last: "
                                f"{record['error'][:300]}); finished episodes are kept: fix the cluster, then "
                                f"`ctxeval run --resume {execution.run_id}`")
+
+
+def push_run_images(tags: list[str], registry: str) -> None:
+    """Push the run's images this host holds, so nodes pull them instead of building
+    (`--image-registry`); an image this host does not hold is taken to be in the registry already
+    (each node checks the input hash of what it pulls)."""
+    import docker
+
+    from ..images.push import normalize_registry, push_image
+    client = docker.from_env()
+    for tag in tags:
+        try:
+            client.images.get(tag)
+        except docker.errors.ImageNotFound:
+            continue
+        push_image(client, tag, normalize_registry(registry))
 
 
 def _cause(ray: Any, error: BaseException) -> BaseException:

@@ -49,6 +49,7 @@ class EpisodeTask:
     runtime: str | None = None
     budget: Budget | None = None
     probes: bool | None = None
+    image_registry: str | None = None  # pull the image from here when missing (never build it)
     reuse: bool = True  # warm sandboxes across this worker's episodes of the run
     reuse_limit: int = 1
     trace_parent: tuple[int, int] | None = None  # the run span's (trace id, span id)
@@ -105,14 +106,38 @@ def _warm_pools(task: EpisodeTask, bundle: Any) -> tuple[SandboxPool | None, San
 
 
 def _ensure_image(bundle: Any, task: EpisodeTask) -> None:
-    """The bundle's image in this node's engine, by the driver's input hash (built when missing)."""
+    """The bundle's image in this node's engine, by the driver's input hash: pulled from the run's
+    registry when one is given, else built from the bundle when missing."""
     if task.image is None:
+        return
+    if task.image_registry:
+        _pull_image(task.image, task.image_hash, task.image_registry)
         return
     from ..images import ImageBuilder
     ref = ImageBuilder().bundle_image(bundle)
     if ref.input_hash != task.image_hash or ref.tag != task.image:
         raise NodeSetupError(f"this node builds {ref.tag} (input hash {ref.input_hash}) for {bundle.id}, not the "
                              f"driver's {task.image} ({task.image_hash}): the node's ctxeval or base image differs")
+
+
+def _pull_image(tag: str, input_hash: str | None, registry: str) -> None:
+    import docker
+
+    from ..images.builder import bundle_image_hash_ok
+    from ..images.push import remote_tag, split_tag
+    client = docker.from_env()
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        repository, version = split_tag(remote_tag(registry, tag))
+        try:
+            pulled = client.images.pull(repository, tag=version)
+        except docker.errors.APIError as exc:
+            raise NodeSetupError(f"cannot pull {repository}:{version}: {exc.explanation or exc}") from None
+        local_repository, local_version = split_tag(tag)
+        pulled.tag(local_repository, local_version)
+    if input_hash is not None and not bundle_image_hash_ok(client, tag, input_hash):
+        raise NodeSetupError(f"{tag} on this node does not carry the driver's input hash {input_hash}")
 
 
 def _node_tracing(task: EpisodeTask, node: dict[str, str]) -> tuple[Any, Any, Any]:
