@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install ctxeval into .venv and build its images. Safe to run again: everything is cached.
-#   - Python: a virtual environment in .venv with ctxeval and its test and ray extras.
+#   - Python: a virtual environment in .venv with ctxeval and its test, ray and inspect extras.
 #   - Offline base image: needs mmdebstrap (or debootstrap); installed with apt when run as root.
 #   - Images: `ctxeval build` makes the base image (registry if reachable, else offline) and
 #     every bundle image, tagged by input hash.
@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,ray]'
+.venv/bin/python -m pip install --quiet -e '.[test,ray,inspect]'
 # Arize Phoenix (the trace viewer the tests export to) in its own venv: it pins clashing dependencies.
 .venv/bin/python scripts/phoenix_server.py install
 

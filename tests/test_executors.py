@@ -185,3 +185,39 @@ def test_a_node_that_cannot_set_up_is_an_infrastructure_error_never_a_score(tmp_
     assert [json.loads(p.read_text())["attempt"] for p in attempts] == [1, 2, 3]
     assert all(json.loads(p.read_text())["error"].startswith("NodeSetupError") for p in attempts)
     assert not (settings.run_dir / "episodes" / jobs[0].episode_id / "result.json").exists()
+
+
+@pytest.mark.docker
+def test_an_interrupted_ray_run_leaves_no_sandbox_and_resumes(tmp_path, toy_image, docker_client):
+    import signal
+    import subprocess
+    import time
+
+    from evaluator.sandbox.defaults import LABEL_RUN
+    ctxeval = str(Path(sys.executable).with_name("ctxeval"))
+    run = [ctxeval, "run", str(BUNDLES_DIR / "toy"), "--seeds", "3", "--max-steps", "6", "--executor", "ray",
+           "--runs-dir", str(tmp_path), "--run-id", "ray-interrupted"]
+
+    def containers() -> list:
+        return docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}=ray-interrupted"})
+
+    process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not containers() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert containers(), "no sandbox of the run ever started"
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 130, output[-3000:]
+    record = json.loads((tmp_path / "ray-interrupted" / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["executor"] == "ray"
+    deadline = time.monotonic() + 60
+    while containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not containers()  # the cancelled task's worker took its sandbox with it
+    resumed = subprocess.run([ctxeval, "run", "--resume", "ray-interrupted", "--runs-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    summary = json.loads((tmp_path / "ray-interrupted" / "summary.json").read_text())
+    assert summary["episodes"] == 3 and summary["errors"] == 0

@@ -1,4 +1,4 @@
-"""`ctxeval compare` and `ctxeval report`: statistics and plots of finished runs."""
+"""`ctxeval compare`, `ctxeval report` and `ctxeval export`: statistics, plots and other formats of finished runs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import console, handles_errors, warn
+from .common import console, fail, handles_errors, warn
 
 RUNS_HELP = "run folders or run ids under the runs folder (CTXEVAL_RUNS_DIR, from the environment or .env, else runs/); results are pooled"
 
@@ -153,4 +153,23 @@ def report(runs: list[str] = typer.Argument(..., metavar="RUN", help=RUNS_HELP),
     console().print(f"wrote {path} (plots: {', '.join(plots)})", highlight=False, markup=False)
 
 
-COMMANDS = {"compare": compare, "report": report}
+EXPORT_FORMATS = ("inspect",)
+
+
+@handles_errors
+def export(run: str = typer.Argument(..., metavar="RUN", help="a run folder or a run id under the runs folder"),
+           format: str = typer.Option("inspect", "--format", help="inspect: one Inspect AI eval log per arm, "
+                                      "which inspect_ai.log reads and `inspect view` serves"),
+           out: Optional[Path] = typer.Option(None, "--out", help="output folder (default: <run>/inspect/)"),
+           ) -> None:
+    """Write a finished run in another tool's format (Inspect AI's eval logs)."""
+    from ..analysis.inspect_export import export_run
+    from ..analysis.loading import resolve_run_dir
+    if format not in EXPORT_FORMATS:
+        fail(f"--format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
+    run_dir = resolve_run_dir(run)
+    for log in export_run(run_dir, out or run_dir / "inspect"):
+        console().print(f"wrote {log.path} ({log.samples} samples: {log.arm})", highlight=False, markup=False)
+
+
+COMMANDS = {"compare": compare, "report": report, "export": export}

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..errors import CtxevalError
-from ..run_files import ABORTED_DIR, now_stamp
+from ..run_files import ABORTED_DIR, EPISODES_DIR, now_stamp
 from ..tracing.transfer import parent_ids
 from .base import EpisodeJob, Execution, Executor
 from .ray_task import EpisodeReturn, EpisodeTask, NodeSetupError
@@ -97,7 +97,8 @@ class RayExecutor(Executor):
         ray = self.ray
         remote = ray.remote(_remote_episode).options(resources={RESOURCE: PER_EPISODE}, num_cpus=0, max_retries=0,
                                                       retry_exceptions=False)
-        shipments = {job.bundle.id: ray.put(ship_bundle(job.bundle, job.prepared)) for job in pending}
+        bundles = {job.bundle.id: job for job in pending}  # one shipment per bundle, whatever its episodes
+        shipments = {bundle_id: ray.put(ship_bundle(job.bundle, job.prepared)) for bundle_id, job in bundles.items()}
         if execution.image_registry:
             push_run_images(sorted({job.image for job in pending if job.image}), execution.image_registry)
         tasks = {job.episode_id: self._task(execution, job) for job in pending}
@@ -105,18 +106,27 @@ class RayExecutor(Executor):
         flying: dict[Any, tuple[str, int]] = {}
 
         def submit(episode_id: str, attempt: int) -> None:
-            if execution.hooks.on_start:
+            if execution.hooks.on_start and attempt == 1:  # a rerun is the same episode, still running
                 execution.hooks.on_start(jobs[episode_id])
             ref = remote.remote(tasks[episode_id], shipments[jobs[episode_id].bundle.id])
             flying[ref] = (episode_id, attempt)
 
         for job in pending:
             submit(job.episode_id, 1)
+        try:
+            self._collect(execution, flying, submit, done)
+        finally:
+            for ref in flying:  # interrupted, or failed: nothing of the run keeps running on the cluster
+                ray.cancel(ref, force=True)  # the worker dies; each sandbox ends with it
+
+    def _collect(self, execution: Execution, flying: dict[Any, tuple[str, int]], submit: Any,
+                 done: dict[str, dict[str, Any]]) -> None:
+        """Take each finished task's episode in; run a lost one again; return once all are in
+        (or at an interrupt, with `flying` holding what still runs)."""
+        ray = self.ray
         lost = infrastructure_errors(ray)
         while flying:
             if execution.interrupt.is_set() or self.stop_requested:
-                for ref in flying:
-                    ray.cancel(ref, force=True)  # the worker dies; each sandbox ends with it
                 return
             ready, _ = ray.wait(list(flying), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
@@ -143,7 +153,7 @@ class RayExecutor(Executor):
 
     def _land(self, execution: Execution, returned: EpisodeReturn, done: dict[str, dict[str, Any]]) -> None:
         result = returned.result
-        install_folder(returned.folder, execution.run_dir / "episodes" / result["episode_id"])
+        install_folder(returned.folder, execution.run_dir / EPISODES_DIR / result["episode_id"])
         execution.accept_spans(returned.spans)
         done[result["episode_id"]] = result
         if execution.hooks.on_episode:
