@@ -198,8 +198,8 @@ def test_an_interrupted_ray_run_leaves_no_sandbox_and_resumes(tmp_path, toy_imag
     run = [ctxeval, "run", str(BUNDLES_DIR / "toy"), "--seeds", "3", "--max-steps", "6", "--executor", "ray",
            "--runs-dir", str(tmp_path), "--run-id", "ray-interrupted"]
 
-    def containers() -> list:
-        return docker_client.containers.list(all=True, filters={"label": f"{LABEL_RUN}=ray-interrupted"})
+    def containers() -> list:  # the low-level listing: a container removed while listed is no error
+        return docker_client.api.containers(all=True, filters={"label": f"{LABEL_RUN}=ray-interrupted"})
 
     process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                stdin=subprocess.DEVNULL)

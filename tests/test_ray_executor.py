@@ -90,10 +90,10 @@ def _episode_nodes(settings: RunSettings) -> dict[str, str]:
 
 def _left_on_engine(run_id: str) -> list[str]:
     import docker
-    client = docker.from_env()
-    containers = client.containers.list(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
-    volumes = client.volumes.list(filters={"label": f"{LABEL_RUN}={run_id}"})
-    return [c.name for c in containers] + [v.name for v in volumes]
+    client = docker.from_env()  # the low-level listings: a container removed while listed is no error
+    containers = client.api.containers(all=True, filters={"label": f"{LABEL_RUN}={run_id}"})
+    volumes = client.api.volumes(filters={"label": f"{LABEL_RUN}={run_id}"}).get("Volumes") or []
+    return [c["Id"] for c in containers] + [v["Name"] for v in volumes]
 
 
 def _wait_until(check, timeout: float, what: str) -> None:
