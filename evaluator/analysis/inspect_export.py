@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CtxevalError
-from .loading import ArmKey, RunResults, group_by_arm, load_run
+from .loading import ArmKey, RunResults, arm_key, group_by_arm, load_run
 
 INSTALL_HINT = "exporting to Inspect needs inspect-ai: pip install 'ctxeval[inspect]'"
 ROLES = ("system", "user", "assistant", "tool")
@@ -59,20 +59,20 @@ def _eval_log(loaded: RunResults, arm: ArmKey, items: list[dict[str, Any]],
     samples = [_sample(result, calls.get(result["episode_id"], [])) for result in items]
     spec = EvalSpec(created=run.get("created_at") or items[0]["started_at"], run_id=loaded.run_id,
                     task=f"ctxeval/{arm.bundle}", task_version=str(items[0]["bundle"].get("version") or 0),
-                    dataset=EvalDataset(name=arm.bundle, samples=len(items)), model=_model_name(arm),
+                    dataset=EvalDataset(name=arm.bundle, samples=len(items)), model=_model_name(arm.model),
                     config=EvalConfig(), solver=f"ctxeval/{arm.mode}",
                     metadata={"ctxeval": {"run_id": loaded.run_id, **arm.as_record(),
                                           "executor": run.get("executor", "local"), "backend": run.get("backend"),
                                           "budget": run.get("budget"), "probes": run.get("probes")}})
-    usage = _usage_sum([s.model_usage for s in samples], spec.model)
+    usage = _usage_sum([s.model_usage for s in samples])
     stats = EvalStats(started_at=min(r["started_at"] for r in items), completed_at=max(r["finished_at"] for r in items),
                       model_usage={spec.model: usage} if usage else {})
     return EvalLog(status="success", eval=spec, results=_results(items), stats=stats, samples=samples)
 
 
-def _model_name(arm: ArmKey) -> str:
+def _model_name(model: str) -> str:
     """Inspect's provider/model form: scripted:hill_climb -> scripted/hill_climb."""
-    return arm.model.replace(":", "/", 1) if ":" in arm.model else f"ctxeval/{arm.model}"
+    return model.replace(":", "/", 1) if ":" in model else f"ctxeval/{model}"
 
 
 def _sample(result: dict[str, Any], calls: list[dict[str, Any]]) -> Any:
@@ -80,7 +80,7 @@ def _sample(result: dict[str, Any], calls: list[dict[str, Any]]) -> Any:
     from inspect_ai.model import ModelUsage
     from inspect_ai.scorer import CORRECT, INCORRECT, Score
     metrics = result["metrics"]
-    model = _model_name(ArmKey(result["bundle"]["id"], "", (result["agent"].get("model") or result["agent"]["kind"]), ""))
+    model = _model_name(arm_key(result).model)
     events = [_model_event(call, model) for call in calls]
     last = events[-1] if events else None
     messages = [*last.input, *[c.message for c in last.output.choices]] if last else []
@@ -113,7 +113,7 @@ def _model_event(call: dict[str, Any], model: str) -> Any:
                       config=GenerateConfig(), output=output)
 
 
-def _usage_sum(usages: list[dict[str, Any]], model: str) -> Any:
+def _usage_sum(usages: list[dict[str, Any]]) -> Any:
     from inspect_ai.model import ModelUsage
     parts = [u for usage in usages for u in usage.values()]
     if not parts:

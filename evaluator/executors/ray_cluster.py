@@ -69,7 +69,6 @@ class RayExecutor(Executor):
         self.local_slots = local_slots  # sandboxes a Ray started for the run offers on this host
         self.ray: Any = None
         self.joined = False  # this executor called ray.init (it disconnects, or ends the Ray it started)
-        self.stop_requested = False
 
     def start(self) -> dict[str, Any]:
         ray = self.ray = import_ray()
@@ -87,7 +86,8 @@ class RayExecutor(Executor):
                 "per_episode": PER_EPISODE, "nodes": nodes}
 
     def interrupted(self, signum: int, run_id: str) -> None:
-        self.stop_requested = True  # execute() cancels the tasks (never from a signal handler)
+        """Nothing here: execute() sees the run's interrupt and cancels the tasks (not from a
+        signal handler); this host holds none of the run's sandboxes."""
 
     def close(self) -> None:
         if self.joined and self.ray is not None:
@@ -126,7 +126,7 @@ class RayExecutor(Executor):
         ray = self.ray
         lost = infrastructure_errors(ray)
         while flying:
-            if execution.interrupt.is_set() or self.stop_requested:
+            if execution.interrupt.is_set():
                 return
             ready, _ = ray.wait(list(flying), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
