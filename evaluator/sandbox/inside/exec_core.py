@@ -215,11 +215,12 @@ class Relay:
         self.open = {}
 
 
-def child_wakeup():
-    """A pipe that becomes readable when a child exits, so the loop never sleeps past it."""
+def child_wakeup(on_child=lambda *_: None):
+    """A pipe that becomes readable when a child exits (`on_child` handles SIGCHLD), so the loop
+    never sleeps past it."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGCHLD, on_child)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
     return wake_r
 

@@ -133,18 +133,10 @@ class Supervisor:
         self.buffer = b""
         self.jobs = {}  # read end -> Job or CommandJob
         self.commands = {}  # pid -> CommandJob
-        self.wake = self.wakeup()
+        self.wake = child_wakeup(reap)
         self.starter = None
         self.programs = {}  # script -> a launcher of it, its imports loaded in this process
         self.preloaded = {}  # script -> what its preload loaded and what failed
-
-    @staticmethod
-    def wakeup():
-        """A pipe made readable by each signal (a child's exit), so select never sleeps past one."""
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        return wake_r
 
     def preload(self, script, paths):
         """Load a Python program's top-level imports here, once, so a process forked from here starts it
@@ -239,12 +231,12 @@ class Supervisor:
         if isinstance(job, CommandJob):
             part = job.run.output(job.pipes[fd], data) if data else b""
             if part:
-                self.send({"id": job.request_id, "chunk": job.pipes[fd], "data": base64.b64encode(part).decode()})
+                self.send_chunk(job, fd, part)
             elif not data:
                 self.close_pipe(job, fd)
             return
         if data and job.pipes[fd]:
-            self.send({"id": job.request_id, "chunk": job.pipes[fd], "data": base64.b64encode(data).decode()})
+            self.send_chunk(job, fd, data)
             return
         if data:
             job.report += data
@@ -260,6 +252,9 @@ class Supervisor:
         except ValueError:
             report = None
         self.send({"id": job.request_id, **(report or {"ok": False, "error": "the helper ended with no report"})})
+
+    def send_chunk(self, job, fd, data):
+        self.send({"id": job.request_id, "chunk": job.pipes[fd], "data": base64.b64encode(data).decode()})
 
     def close_pipe(self, job, fd):
         os.close(fd)
@@ -297,9 +292,9 @@ class Supervisor:
             for fd in ready:
                 if fd == self.wake:
                     os.read(fd, 4096)
-                elif fd != 0:
-                    self.pump(fd)
+                    continue
                 if fd != 0:
+                    self.pump(fd)
                     continue
                 chunk = os.read(0, 1 << 20)
                 if not chunk:
