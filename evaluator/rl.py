@@ -32,6 +32,7 @@ from .episode.events import EventLog
 from .episode.grading import grade_artefacts
 from .episode.judging import judge
 from .episode.limits import agent_limits
+from .episode.mounts import bundle_scratch
 from .episode.runner import check_output_file
 from .errors import CtxevalError, EpisodeEnded, SandboxError
 from .sandbox import SandboxSpec, create_sandbox, options_for, provider
@@ -65,7 +66,8 @@ class BundleEnv:
     def _start(self) -> None:
         spec = SandboxSpec(image=self.image, limits=agent_limits(self.bundle, self.budget),
                            labels={LABEL_RUN: self.run_id, LABEL_EPISODE: self.run_id},
-                           tools_dir=self.bundle.tools_dir, data_dir=self.prepared.public)
+                           tools_dir=self.bundle.tools_dir, data_dir=self.prepared.public,
+                           scratch=bundle_scratch(self.bundle))
         self.sandbox = create_sandbox(self.backend, spec, self.sandbox_options)
         self.sandbox.start()
 

@@ -13,7 +13,7 @@ a value that does not parse is a CtxevalError naming the variable, the value and
 
 Not here: the variables ctxeval passes *into* a sandbox (CTXEVAL_WORKSPACE, CTXEVAL_TOOLS,
 CTXEVAL_DATA, CTXEVAL_GRADER, CTXEVAL_PRIVATE, CTXEVAL_OUTPUT, CTXEVAL_RUN_*, CTXEVAL_EXEC_*,
-CTXEVAL_LOCAL_SANDBOX, CTXEVAL_GRADING_LIB): they are the sandbox's protocol, not settings (PROTOCOL_VARIABLES).
+CTXEVAL_LOCAL_SANDBOX, CTXEVAL_GRADING_LIB, CTXEVAL_BUNDLE_LIB): they are the sandbox's protocol, not settings (PROTOCOL_VARIABLES).
 `python -m evaluator.settings` prints the table the README shows (markdown_table()).
 """
 from __future__ import annotations
@@ -37,7 +37,8 @@ PROJECT_DOTENV: Path = Path(__file__).resolve().parent.parent / ".env"
 PROTOCOL_VARIABLES = ("CTXEVAL_WORKSPACE", "CTXEVAL_TOOLS", "CTXEVAL_DATA", "CTXEVAL_GRADER", "CTXEVAL_PRIVATE",
                       "CTXEVAL_OUTPUT", "CTXEVAL_RUN_INPUTS", "CTXEVAL_RUN_OUTPUT", "CTXEVAL_RUN_RESULTS",
                       "CTXEVAL_EXEC_NONCE", "CTXEVAL_EXEC_TIMEOUT", "CTXEVAL_EXEC_OUTPUT_CAP", "CTXEVAL_EXEC_UID",
-                      "CTXEVAL_EXEC_CWD", "CTXEVAL_EXEC_HELPER", "CTXEVAL_LOCAL_SANDBOX", "CTXEVAL_GRADING_LIB")
+                      "CTXEVAL_EXEC_CWD", "CTXEVAL_EXEC_HELPER", "CTXEVAL_LOCAL_SANDBOX", "CTXEVAL_GRADING_LIB",
+                      "CTXEVAL_BUNDLE_LIB")
 
 
 # -- parsers: raw text (or an explicit argument) -> value; ValueError says what was expected ----------

@@ -14,7 +14,7 @@ from evaluator.bundles import MANIFEST_NAME, BundleRegistry, UnknownBundle, bund
 from evaluator.errors import CtxevalError, ValidationFailed
 from evaluator.paths import BUNDLES_DIR, PROJECT_ROOT
 
-IDS = ["experiment_profiler", "nomad", "toy"]
+IDS = ["breast_cancer", "diabetes", "digits", "experiment_profiler", "nomad", "toy"]
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_an_unknown_id_lists_the_known_ones(registry):
     with pytest.raises(UnknownBundle) as caught:
         registry.resolve("nope@long")
     assert isinstance(caught.value, CtxevalError)
-    assert str(caught.value) == "unknown bundle 'nope@long' (known: experiment_profiler, nomad, toy)"
+    assert str(caught.value) == "unknown bundle 'nope@long' (known: breast_cancer, diabetes, digits, experiment_profiler, nomad, toy)"
     with pytest.raises(UnknownBundle, match="unknown bundle 'toyy'"):
         registry.load("toyy")
 

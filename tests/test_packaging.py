@@ -99,3 +99,15 @@ def test_an_installed_ctxeval_validates_lists_presets_and_runs_an_episode(instal
     result = json.loads(result_path.read_text())
     validate(result, "episode_result", result_path)
     assert result["status"] == "completed" and result["grade"] is not None
+
+
+def test_an_installed_ctxeval_ships_the_bundle_library(installed, tmp_path):
+    """A bundle that imports ctxeval_tabular runs from the wheel: the library is package data."""
+    folder = tmp_path / "elsewhere"
+    shutil.copytree(BUNDLES_DIR / "diabetes", folder / "diabetes", ignore=IGNORE)
+    unset = ("PYTHONPATH", "VIRTUAL_ENV", "CTXEVAL_RUNS_DIR", "CTXEVAL_LEADERBOARD_DIR")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    run([installed / "ctxeval", "run", "diabetes", "--backend", "local", "--run-id", "lib"], cwd=folder, env=env)
+    [result_path] = (folder / "runs" / "lib" / "episodes").glob("*/result.json")
+    result = json.loads(result_path.read_text())
+    assert result["success"] and result["grade"]["metric"] == "rmse", result["grade"]

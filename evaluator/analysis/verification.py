@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..bundles.bundle_lib import bundle_hash
 from ..bundles.grading_helper import grader_hash
 from ..bundles.manifest import Bundle
 from ..errors import ValidationFailed
-from ..hashing import hash_tree, iter_files
+from ..hashing import iter_files
 from ..jsonschemas import data_violations, project_schema, violations
 from .run_cells import (MAX_RUN_FILE_BYTES, RUN_FILE, Cell, arm_cells, parse_run_file, run_cells, seeds_by_bundle,
                         sha256_bytes)
@@ -233,7 +234,7 @@ def _current_bundles(document: dict[str, Any], root: Path | None) -> tuple[dict[
             reasons.append(f"{where}.id: bundle {claim['id']!r} here is invalid: {exc.violations[0]}")
             continue
         before = len(reasons)
-        current = {"version": bundle.version, "bundle_hash": hash_tree(bundle.root),
+        current = {"version": bundle.version, "bundle_hash": bundle_hash(bundle),
                    "grader_hash": grader_hash(bundle), "metric": bundle.target.metric,
                    "direction": bundle.target.direction}
         for name, value in current.items():

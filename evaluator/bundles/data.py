@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import CtxevalError
 from ..hashing import hash_paths
 from ..paths import cache_dir
+from .bundle_lib import data_stage_environment, library_extra
 from .fetch import missing_raw_files, raw_dir
 from .manifest import Bundle
 
@@ -43,7 +44,7 @@ def data_dir(bundle: Bundle) -> Path | None:
     data stage share the folder, one with other prepare arguments gets its own."""
     if bundle.data is None:
         return None
-    extra = [bundle.base_id, bundle.version, *bundle.data.prepare]
+    extra = [bundle.base_id, bundle.version, *bundle.data.prepare, *library_extra(bundle)]
     if bundle.data.fetch is not None:
         raw = raw_dir(bundle)
         extra.append(hash_paths([raw / name for name in bundle.data.fetch.files if (raw / name).is_file()], raw))
@@ -69,7 +70,7 @@ def prepare_data(bundle: Bundle, force: bool = False, extra_args: list[str] | No
         cmd += [arg.replace("{out}", str(staging)).replace("{raw}", str(raw_dir(bundle)))
                 for arg in bundle.data.prepare[1:]]
         cmd += extra_args or []
-        proc = subprocess.run(cmd, cwd=bundle.root, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=bundle.root, capture_output=True, text=True, env=data_stage_environment(bundle))
         if proc.returncode != 0:
             shutil.rmtree(staging, ignore_errors=True)
             raise CtxevalError(f"data stage of bundle {bundle.id!r} failed ({' '.join(cmd)}):\n"

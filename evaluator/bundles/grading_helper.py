@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..hashing import hash_paths, hash_tree
+from .bundle_lib import library_extra
 from .manifest import Bundle
 
 GRADING_LIB_DIR = Path(__file__).resolve().parents[1] / "grading_lib"
@@ -17,5 +18,7 @@ GRADING_LIB_MOUNT = "/grading/lib"
 
 
 def grader_hash(bundle: Bundle) -> str:
-    """What grades a bundle: its grader folder and the grading helper (the recorded `grader_hash`)."""
-    return hash_paths([bundle.grader_dir], bundle.grader_dir, extra=[f"grading_lib {hash_tree(GRADING_LIB_DIR)}"])
+    """What grades a bundle: its grader folder, the grading helper and, when the bundle uses it, the
+    bundle library (the recorded `grader_hash`)."""
+    return hash_paths([bundle.grader_dir], bundle.grader_dir,
+                      extra=[f"grading_lib {hash_tree(GRADING_LIB_DIR)}", *library_extra(bundle)])

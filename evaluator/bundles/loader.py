@@ -209,4 +209,5 @@ def load_bundle(path: str | Path) -> Bundle:
         grader_submission=grader.get("submission"), grader_run=_grader_run(grader),
         output_path=output["path"], output_schema_path=schema_file, output_schema=output_schema,
         target=_target(raw), limits=Limits.from_manifest(raw.get("limits", {})), controller=controller,
+        bundle_lib=bool(raw.get("bundle_lib", False)),
     )

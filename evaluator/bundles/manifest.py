@@ -198,6 +198,7 @@ class Bundle:
     variant: str | None = None
     variants: tuple[str, ...] = ()  # the variants the manifest declares (names)
     probes: list[ProbeSpec] = field(default_factory=list)
+    bundle_lib: bool = False  # its programs import ctxeval's bundle library (bundles/bundle_lib.py)
 
     @property
     def base_id(self) -> str:

@@ -25,7 +25,7 @@ from ..sandbox import Sandbox, SandboxOptions, SandboxSpec, Scratch, create_sand
 from ..sandbox.artefacts import ArtefactLimits, copy_folder, read_regular
 from ..sandbox.base import ROLE_SUBMISSION
 from .limits import OUTPUT_LIMITS, grader_limits
-from .mounts import GRADER_OUTPUT, RUN_RESULTS
+from .mounts import GRADER_OUTPUT, RUN_RESULTS, bundle_scratch
 
 PLAN_FILE = "plan.json"
 INPUTS_DIR = "inputs"
@@ -86,7 +86,8 @@ def run_plan(bundle: Bundle, plan: dict[str, Any], backend: str, image: str | No
     total = bundle.grader_run.timeout_seconds
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, total), labels=labels, role=ROLE_SUBMISSION,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, workspace_files=artefacts,
-                       scratch=(replace(RUN_INPUTS, files=inputs if inputs.is_dir() else None), RUN_OUTPUT))
+                       scratch=(replace(RUN_INPUTS, files=inputs if inputs.is_dir() else None), RUN_OUTPUT,
+                                *bundle_scratch(bundle)))
     sandbox = create_sandbox(backend, spec, sandbox_options)
     records: list[dict[str, Any]] = []
     results_dir.mkdir(parents=True, exist_ok=True)

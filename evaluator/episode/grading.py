@@ -37,7 +37,7 @@ from ..sandbox.outcomes import ExecOutcome, ExecResult
 from ..sandbox.pool import Lease, SandboxPool, pool_key
 from .grader_run import RUN_STAGE_SLACK_SECONDS, run_stage
 from .limits import GRADER_OUTPUT_BYTES, grader_limits
-from .mounts import GRADER_OUTPUT, GRADING_LIB, RUN_RESULTS
+from .mounts import GRADER_OUTPUT, GRADING_LIB, RUN_RESULTS, bundle_scratch
 
 GRADE_FILE = "grade.json"
 PYTHONS = ("python3", "python")
@@ -69,7 +69,8 @@ def grade_artefacts(bundle: Bundle, backend: str, image: str | None, artefacts: 
     spec = SandboxSpec(image=image, limits=grader_limits(bundle, run_seconds), labels=labels, role=ROLE_GRADER,
                        tools_dir=bundle.tools_dir, data_dir=prepared.public, grader_dir=bundle.grader_dir,
                        private_dir=prepared.private, workspace_files=artefacts, workspace_read_only=True,
-                       scratch=(GRADER_OUTPUT, GRADING_LIB) + ((RUN_RESULTS,) if bundle.grader_run else ()))
+                       scratch=(GRADER_OUTPUT, GRADING_LIB, *bundle_scratch(bundle))
+                       + ((RUN_RESULTS,) if bundle.grader_run else ()))
     scratch = Path(tempfile.mkdtemp(prefix="ctxeval-grade-"))
     log: dict[str, Any] = {}
     held = _warm_grader(bundle, backend, spec, sandbox_options, pool) if pool is not None else None
@@ -117,7 +118,8 @@ def _run_grader(bundle: Bundle, sandbox: Sandbox, warm: bool, log: dict[str, Any
     """The grader's command; in a warm sandbox, a Python grader (`python3 SCRIPT ARGS`) runs as a
     fresh process forked from one that already holds its imports."""
     program = python_program(bundle.grader_command, sandbox.environment()) if warm else None
-    log["preloaded"] = bool(program and sandbox.preload(program[0], [GRADING_LIB.mount]))
+    paths = [GRADING_LIB.mount, *(s.mount for s in bundle_scratch(bundle))]
+    log["preloaded"] = bool(program and sandbox.preload(program[0], paths))
     if program and log["preloaded"]:
         return sandbox.run_preloaded(*program)
     return sandbox.exec(bundle.grader_command)

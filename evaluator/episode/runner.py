@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..atomic import write_json_atomic
+from ..bundles.bundle_lib import bundle_hash
 from ..bundles.data import PreparedData
 from ..bundles.grading_helper import grader_hash
 from ..bundles.manifest import Bundle
 from ..errors import CtxevalError, EpisodeEnded, SandboxError
-from ..hashing import hash_tree
 from ..interrupts import EpisodeInterrupted
 from ..jsonschemas import validate
 from ..models.base import ModelError
@@ -29,6 +29,7 @@ from .events import EventLog
 from .grading import GradeOutcome, grade_artefacts
 from .judging import best_score, judge
 from .limits import agent_limits
+from .mounts import bundle_scratch
 from .probe_recall import probe_recall
 from .probes import ProbeRunner
 from .result import BundleIdentity, EpisodeResult, OutputCheck, SandboxIdentity, Status, StopReason
@@ -193,7 +194,8 @@ def _run_episode(bundle: Bundle, agent: Agent, options: EpisodeOptions, prepared
     started_at, started = _now(), time.monotonic()
     pool = options.pool or SandboxPool(max_episodes=1)  # no reuse: a sandbox per episode, the same way
     spec = SandboxSpec(image=options.image, limits=agent_limits(bundle, options.budget), labels=labels,
-                       tools_dir=bundle.tools_dir, data_dir=prepared.public, episodes=pool.max_episodes)
+                       tools_dir=bundle.tools_dir, data_dir=prepared.public, episodes=pool.max_episodes,
+                       scratch=bundle_scratch(bundle))
     state = EpisodeState(output={"path": bundle.output_path, "present": False, "valid": False, "errors": ["not read"]})
     sandbox_events: list[dict[str, Any]] = []
     held = identity = None
@@ -287,5 +289,5 @@ def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: Episod
 
 def _bundle_identity(bundle: Bundle, options: EpisodeOptions) -> BundleIdentity:
     return BundleIdentity(id=bundle.id, version=bundle.version, metric=bundle.target.metric,
-                          direction=bundle.target.direction, bundle_hash=hash_tree(bundle.root),
+                          direction=bundle.target.direction, bundle_hash=bundle_hash(bundle),
                           grader_hash=grader_hash(bundle), image=options.image, image_hash=options.image_hash)

@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""Grader of the diabetes bundle: rmse of $CTXEVAL_WORKSPACE/predictions.csv against the hidden
+test labels, rows matched by id (ctxeval_tabular.grading, from $CTXEVAL_BUNDLE_LIB)."""
+import os
+import sys
+
+sys.path[:0] = [os.environ["CTXEVAL_GRADING_LIB"], os.environ["CTXEVAL_BUNDLE_LIB"]]
+from ctxeval_tabular.grading import main  # noqa: E402
+
+main("rmse")
