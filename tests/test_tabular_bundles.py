@@ -244,3 +244,19 @@ def test_the_scripted_search_reaches_the_target_in_both_modes(bundle, tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         result = json.loads(next((tmp_path / mode / mode / "episodes").glob("*/result.json")).read_text())
         assert result["success"], (mode, result["grade"], result.get("stop"))
+
+
+@pytest.mark.slow
+def test_on_a_long_variant_the_policy_that_forgets_the_owners_warning_fails(tmp_path):
+    """The context effect these variants exist for: the same scripted agent and seed succeed with
+    full history and fail with a 6-turn window, which drops the decisive fact (the leak)."""
+    proc = subprocess.run([sys.executable, "-m", "evaluator", "run", "bundles/diabetes@long", "--mode", "agentic",
+                           "--policy", "full_history", "--policy", "sliding_window", "--backend", "local",
+                           "--runs-dir", str(tmp_path), "--run-id", "effect"], capture_output=True, text=True,
+                          timeout=900, cwd=BUNDLES_DIR.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {r["agent"]["policy"]["name"]: r for r in
+               (json.loads(p.read_text()) for p in (tmp_path / "effect" / "episodes").glob("*/result.json"))}
+    kept, forgot = results["full_history"], results["sliding_window"]
+    assert kept["success"] and not forgot["success"]
+    assert forgot["grade"]["score"] > 90 > 57 > kept["grade"]["score"]  # forgot: the leak kept (rmse ~100)
