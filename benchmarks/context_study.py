@@ -36,7 +36,8 @@ from evaluator.matrix import RunMatrix
 from evaluator.runs import RunSettings, execute_jobs, matrix_jobs, run_record
 
 PRESETS = ["long_context", "masked", "short_context", "state_tracked", "summarized", "windowed"]
-POLICIES = ["full_history", "observation_masking", "llm_summary", "structured_state", "retrieval"]
+POLICIES = ["full_history", "observation_masking", "llm_summary", "structured_state", "retrieval", "agent_memory",
+            "memory_masking"]
 REFERENCE = "full_history"
 WINDOW = "windowed"  # the last 6 turns: drops the leak fact planted at call 2
 KEEPER = "structured_state"  # keeps stated facts and constraints as notes
@@ -154,7 +155,7 @@ def _sandbox_seconds(results: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bundle", default="bundles/toy@long")
-    parser.add_argument("--policy", action="append", help="repeat; default: every preset and 5 policies")
+    parser.add_argument("--policy", action="append", help="repeat; default: every preset and 7 policies")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--max-parallel", type=int, default=2)
     parser.add_argument("--run-id", default="context-study")

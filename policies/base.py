@@ -22,6 +22,7 @@ KIND_PLACEHOLDER = "placeholder"  # stands in for dropped content
 KIND_SUMMARY = "summary"
 KIND_STATE = "state"
 KIND_RETRIEVED = "retrieved"
+KIND_MEMORY = "memory"  # the agent's own memory, pinned in the preamble by policies that want it
 
 # Turn states of a context map (one character per history turn; see BuiltContext.turn_states).
 STATE_KEPT = "K"  # shown whole, as it happened
@@ -129,6 +130,9 @@ class BudgetTooSmall(ValueError):
 class ContextPolicy(abc.ABC):
     name: str = "abstract"
     description: str = ""
+    # True: the agent is offered the `memory` tool and its memory is pinned in the preamble
+    # (after the task statement); the policy then manages the rest of the history as it likes.
+    wants_memory: bool = False
 
     def params(self) -> dict[str, Any]:
         return {}

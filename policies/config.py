@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .agent_memory import AgentMemory, MemoryMasking
 from .base import ContextPolicy
 from .common import ParameterError, ParametrizedPolicy
 from .errors import PresetError
@@ -32,7 +33,7 @@ SOURCES = ("preset", "policy", "file")
 
 POLICIES: dict[str, type[ParametrizedPolicy]] = {cls.name: cls for cls in (
     FullHistory, SlidingWindow, ObservationMasking, ToolResultClearing, LLMSummary, StructuredState, Retrieval,
-    Hybrid, TokenBudgetPacking, HardCap, *SIZED_HARD_CAPS)}
+    Hybrid, TokenBudgetPacking, HardCap, *SIZED_HARD_CAPS, AgentMemory, MemoryMasking)}
 
 
 @dataclass

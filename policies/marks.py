@@ -28,7 +28,11 @@ FACT_MARK = "[fact "
 """Opens a planted fact's tag line `[fact <id> = <JSON value>]`: written by
 evaluator/episode/probes.py, read by policies/facts.py (FACT_TAG) and evaluator/models/memory.py."""
 
+MEMORY_MARK = "MEMORY"
+"""Opens the pinned copy of the agent's own memory (`MEMORY /memories` then its files): written by
+evaluator/agents/prompts.py, read by the scripted models (what they already saved)."""
+
 FACT_TAG = re.compile(rf"^{re.escape(FACT_MARK)}[a-z][a-z0-9_]* = .*\]$")
 """A whole fact tag line, as FACT_MARK opens it."""
 
-__all__ = ["CONSTRAINT_MARK", "FACT_MARK", "FACT_TAG", "PROBE_MARK", "RESULT_MARK", "TARGET_MARK"]
+__all__ = ["CONSTRAINT_MARK", "FACT_MARK", "FACT_TAG", "MEMORY_MARK", "PROBE_MARK", "RESULT_MARK", "TARGET_MARK"]

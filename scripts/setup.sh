@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,ray,inspect]'
+.venv/bin/python -m pip install --quiet -e '.[test,ray,inspect,rl]'
 # Arize Phoenix (the trace viewer the tests export to) in its own venv: it pins clashing dependencies.
 .venv/bin/python scripts/phoenix_server.py install
 

@@ -1,24 +1,20 @@
 """Agentic mode: a ReAct-style tool loop. The model calls tools; the evaluator runs them in the
-sandbox and answers each call with an observation. Malformed calls (unknown tool, arguments that
-are not JSON or break the tool's schema) are answered with an error observation and the episode
-goes on."""
+sandbox and answers each call with an observation (agents/tools.py: the tools offered and how a
+call is answered, malformed ones included)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult, ToolCall
+from policies.base import KIND_ACTION, KIND_OBSERVATION, Message, PolicyInput, SummarizerResult
 
 from ..episode.context import EpisodeContext
 from ..episode.result import StopReason
 from ..errors import EpisodeEnded
-from ..jsonschemas import violations
-from ..models.base import Model, ModelResponse, ToolSchema
+from ..models.base import Model, ModelResponse
 from .base import ModelAgent
-from .clarify import Clarifier
-from .prompts import CLARIFICATION_GUIDANCE, hints_message, system_message, task_message
+from .prompts import CLARIFICATION_GUIDANCE, MEMORY_GUIDANCE, preamble, system_message, task_message
+from .tools import ToolDispatcher, offered_tools
 
-OBSERVATION_CHARS = 6000
 MAX_IDLE_REPLIES = 3
 
 SYSTEM_PROMPT = """You are an ML engineer solving a task inside a sandboxed workspace (no network).
@@ -26,42 +22,16 @@ Act only through the tools. Run experiments, read their results, and improve on 
 Write the required output, then call `submit` when you are done.
 {clarification}"""
 
-BUILTIN_TOOLS = [
-    ToolSchema("exec", "Run a bash command in the workspace (no network). Returns exit code and output.",
-               {"type": "object", "properties": {"command": {"type": "string"},
-                                                  "timeout": {"type": "number", "exclusiveMinimum": 0}},
-                "required": ["command"], "additionalProperties": False}),
-    ToolSchema("read_file", "Read a text file (path relative to the workspace, or absolute).",
-               {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"],
-                "additionalProperties": False}),
-    ToolSchema("write_file", "Create or overwrite a file with the given content.",
-               {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
-                "required": ["path", "content"], "additionalProperties": False}),
-    ToolSchema("edit_file", "Replace one exact occurrence of `old` with `new` in a file.",
-               {"type": "object", "properties": {"path": {"type": "string"}, "old": {"type": "string"},
-                                                  "new": {"type": "string"}},
-                "required": ["path", "old", "new"], "additionalProperties": False}),
-    ToolSchema("clarify", "Ask a clarifying question about the task or data; answered from the dataset "
-                          "context. Answers are kept as hints for the rest of the episode.",
-               {"type": "object", "properties": {"question": {"type": "string", "minLength": 1}},
-                "required": ["question"], "additionalProperties": False}),
-    ToolSchema("submit", "Finish the episode. The workspace as it is now is graded.",
-               {"type": "object", "properties": {"summary": {"type": "string"}}, "additionalProperties": False}),
-]
 
-
-def tool_observation(result: Any, steps_left: int | None = None) -> str:
-    """A bundle tool's answer: its JSON (with the steps left, for open-ended targets), then its
-    report (a real run's log) as plain text; the JSON comes first, so a cut at OBSERVATION_CHARS
-    takes the end of the report."""
-    if not result.ok or not isinstance(result.output, dict):
-        return result.observation()
-    report = result.output.get("report")
-    rest = {k: v for k, v in result.output.items() if k != "report"}
-    if steps_left is not None:
-        rest["steps_left"] = steps_left
-    text = json.dumps(rest, sort_keys=True)
-    return f"{text}\n{report}" if isinstance(report, str) and report else text
+def agentic_prompt(ctx: EpisodeContext, policy: Any, clarification: str) -> Message:
+    """The system prompt; a policy that wants the agent's memory gets it here (ctx.memory) and
+    the prompt says how to use it."""
+    from ..episode.memory import MemoryStore
+    text = SYSTEM_PROMPT.format(clarification=CLARIFICATION_GUIDANCE[clarification])
+    if getattr(policy, "wants_memory", False):
+        ctx.memory = ctx.memory or MemoryStore()
+        text += "\n" + MEMORY_GUIDANCE
+    return system_message(text)
 
 
 class AgenticAgent(ModelAgent):
@@ -71,11 +41,6 @@ class AgenticAgent(ModelAgent):
     def __init__(self, model: Model, policy_config: Any, stop_on_valid_output: bool = False):
         super().__init__(model, policy_config)
         self.stop_on_valid_output = stop_on_valid_output
-
-    # -- setup ---------------------------------------------------------------------
-    def _tools(self, ctx: EpisodeContext) -> list[ToolSchema]:
-        bundle_tools = [ToolSchema(t.name, t.description, t.parameters) for t in ctx.bundle.tools]
-        return [*BUILTIN_TOOLS, *bundle_tools]
 
     def _summarizer(self, ctx: EpisodeContext):
         """Summaries are produced by the episode's model and billed apart from the agent's calls."""
@@ -90,20 +55,17 @@ class AgenticAgent(ModelAgent):
     # -- loop ------------------------------------------------------------------------
     def run(self, ctx: EpisodeContext) -> None:
         policy = self.policy_config.create()
-        clarification = CLARIFICATION_GUIDANCE[self.policy_config.clarification]
-        system = system_message(SYSTEM_PROMPT.format(clarification=clarification))
-        task = task_message(ctx)
-        self.tools = self._tools(ctx)
-        clarifier = Clarifier(ctx.bundle, ctx.public_dir)
-        hints: list[tuple[str, str]] = []
+        system, task = agentic_prompt(ctx, policy, self.policy_config.clarification), task_message(ctx)
+        self.tools = offered_tools(ctx.bundle, memory=ctx.memory is not None)
+        dispatcher = ToolDispatcher(ctx, self.tools)
+        hints = dispatcher.hints
         history: list[Message] = []
         idle = 0
         turn = 0
         while True:
             with ctx.trace.step(turn + 1):
-                hint = hints_message(hints)
-                preamble = [system, task, *([hint] if hint else [])]
-                built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
+                built = policy.build(PolicyInput(preamble(system, task, ctx.memory, hints), history,
+                                                 self.policy_config.budget_tokens,
                                                  counter=self.model.count_tokens, summarizer=self._summarizer(ctx)))
                 ctx.check_budget()
                 ctx.ask_probes(self.model, built.messages)
@@ -123,7 +85,7 @@ class AgenticAgent(ModelAgent):
                     continue
                 idle = 0
                 for call in response.tool_calls:
-                    content, meta = self._dispatch(ctx, call, clarifier, hints)
+                    content, meta = dispatcher.dispatch(call)
                     history.append(Message("tool", ctx.plant_facts(content), tool_call_id=call.id, name=call.name,
                                            kind=KIND_OBSERVATION, turn=turn, meta=meta))
                     if ctx.submitted is not None:
@@ -156,69 +118,3 @@ class AgenticAgent(ModelAgent):
             ctx.stop_reason = StopReason.VALID_OUTPUT
             return True
         return False
-
-    # -- tools -------------------------------------------------------------------------
-    def _dispatch(self, ctx: EpisodeContext, call: ToolCall, clarifier: Clarifier,
-                  hints: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
-        schema = next((t for t in self.tools if t.name == call.name), None)
-        if schema is None:
-            return self._reject(ctx, call, f"unknown tool {call.name!r}; available: "
-                                           f"{', '.join(t.name for t in self.tools)}")
-        if not isinstance(call.arguments, dict):
-            return self._reject(ctx, call, f"arguments of {call.name} are not a JSON object: {str(call.arguments)[:300]}")
-        problems = violations(call.arguments, schema.parameters, f"arguments of {call.name}")
-        if problems:
-            return self._reject(ctx, call, "; ".join(f"{p.json_path}: {p.message}" for p in problems))
-        args = call.arguments
-        if call.name == "exec":
-            result = ctx.exec(args["command"], timeout=args.get("timeout"))
-            text = f"exit code {result.exit_code} ({result.outcome})\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            return text[:OBSERVATION_CHARS], {"ok": result.ok, "outcome": result.outcome, "tool": "exec"}
-        if call.name == "read_file":
-            content = ctx.read_file(args["path"])
-            if content is None:
-                return f"ERROR: cannot read {args['path']}", {"ok": False, "error": "not found", "tool": "read_file"}
-            return content[:OBSERVATION_CHARS], {"ok": True, "tool": "read_file"}
-        if call.name == "write_file":
-            result = ctx.write_file(args["path"], args["content"])
-            return (f"wrote {args['path']}" if result.ok else f"ERROR: {result.stderr.strip()}"), \
-                {"ok": result.ok, "tool": "write_file"}
-        if call.name == "edit_file":
-            return self._edit(ctx, args)
-        if call.name == "clarify":
-            ctx.count_step("clarify", question=args["question"])
-            answer, answered = clarifier.answer(args["question"])
-            if answered:
-                hints.append((args["question"], answer))
-            ctx.events.emit("clarification", question=args["question"], answer=answer, answered=answered)
-            return answer, {"ok": True, "tool": "clarify", "question": args["question"], "answered": answered}
-        if call.name == "submit":
-            ctx.submit({"summary": args.get("summary", "")})
-            return "submitted", {"ok": True, "tool": "submit"}
-        result = ctx.call_tool(call.name, args)
-        meta: dict[str, Any] = {"ok": result.ok, "tool": call.name, "error": result.error}
-        score_key = ctx.bundle.controller.score_key if ctx.bundle.controller else None
-        if score_key is not None and result.value(score_key) is not None:
-            meta.update(score=result.value(score_key), config=args.get("config", args))
-        if ctx.bundle.controller and call.name == ctx.bundle.controller.apply_tool:
-            ctx.record_iteration(args, meta.get("score"), result.ok)
-        steps_left = ctx.max_steps - ctx.metrics.steps if ctx.bundle.target.open_ended else None
-        return tool_observation(result, steps_left)[:OBSERVATION_CHARS], meta
-
-    def _edit(self, ctx: EpisodeContext, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        content = ctx.read_file(args["path"])
-        if content is None:
-            return f"ERROR: cannot read {args['path']}", {"ok": False, "error": "not found", "tool": "edit_file"}
-        count = content.count(args["old"])
-        if count != 1:
-            return (f"ERROR: `old` occurs {count} times in {args['path']}; it must occur exactly once",
-                    {"ok": False, "error": "ambiguous edit", "tool": "edit_file"})
-        result = ctx.write_file(args["path"], content.replace(args["old"], args["new"], 1))
-        return (f"edited {args['path']}" if result.ok else f"ERROR: {result.stderr.strip()}"), \
-            {"ok": result.ok, "tool": "edit_file"}
-
-    @staticmethod
-    def _reject(ctx: EpisodeContext, call: ToolCall, error: str) -> tuple[str, dict[str, Any]]:
-        ctx.count_step("rejected_tool_call", tool=call.name, error=error)
-        ctx.outcomes["tool_call_rejected"] += 1
-        return f"ERROR: {error}", {"ok": False, "error": error, "tool": call.name}

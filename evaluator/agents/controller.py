@@ -17,8 +17,10 @@ from ..episode.context import EpisodeContext
 from ..episode.result import StopReason
 from ..errors import CtxevalError, EpisodeEnded
 from ..jsonschemas import violations
+from ..episode.memory import MemoryOpError, MemoryStore
 from .base import ModelAgent
-from .prompts import system_message, task_message
+from .prompts import MEMORY_GUIDANCE, preamble, system_message, task_message
+from .tools import MEMORY_TOOL
 
 SYSTEM_PROMPT = """You are an ML experimenter working in controller mode. Each turn, reply with ONE JSON
 object (no prose around it) that matches this JSON Schema:
@@ -26,6 +28,8 @@ object (no prose around it) that matches this JSON Schema:
 The evaluator applies your proposal by calling the tool `{tool}` and reports the result as a line
 starting with "{result_mark}". Set "stop": true when you are done; {stop_rule}"""
 STOP_KEPT_BEST = "your best configuration is then kept."
+MEMORY_IN_PROPOSALS = ('To update it, add "memory": one memory command (as the tool takes it: {"command": "create", '
+                       '"path": "/memories/notes.md", "file_text": "..."}) to a proposal; the result line says how it went.')
 STOP_OPEN_ENDED = ("there is no fixed target: use the budget (`steps_left` in each result) to find the best "
                    "configuration you can; the configuration of your stop proposal is applied and graded.")
 
@@ -34,12 +38,35 @@ class ControllerAgent(ModelAgent):
     kind = "controller"
     mode = "controller"
 
-    def _preamble(self, ctx: EpisodeContext) -> list[Message]:
+    def _prompt(self, ctx: EpisodeContext, schema: dict[str, Any]) -> tuple[Message, Message]:
         spec = ctx.bundle.controller
-        system = SYSTEM_PROMPT.format(schema=json.dumps(spec.proposal_schema), tool=spec.apply_tool,
-                                      result_mark=RESULT_MARK,
+        system = SYSTEM_PROMPT.format(schema=json.dumps(schema), tool=spec.apply_tool, result_mark=RESULT_MARK,
                                       stop_rule=STOP_OPEN_ENDED if ctx.bundle.target.open_ended else STOP_KEPT_BEST)
-        return [system_message(system), task_message(ctx)]
+        if ctx.memory is not None:
+            system += "\n" + MEMORY_GUIDANCE + " " + MEMORY_IN_PROPOSALS
+        return system_message(system), task_message(ctx)
+
+    @staticmethod
+    def _schema(ctx: EpisodeContext, policy: Any) -> dict[str, Any]:
+        """The bundle's proposal schema; with a policy that wants the agent's memory, a proposal may
+        also carry `memory` (one memory command, applied before the proposal's configuration)."""
+        schema = ctx.bundle.controller.proposal_schema
+        if not getattr(policy, "wants_memory", False):
+            return schema
+        ctx.memory = ctx.memory or MemoryStore()
+        return {**schema, "properties": {**schema.get("properties", {}), "memory": MEMORY_TOOL.parameters}}
+
+    @staticmethod
+    def _apply_memory(ctx: EpisodeContext, proposal: dict[str, Any]) -> dict[str, Any] | None:
+        """The proposal's memory command, applied; what the result line reports of it."""
+        if ctx.memory is None or not isinstance(proposal.get("memory"), dict):
+            return None
+        try:
+            answer = {"ok": True, "answer": ctx.memory.apply(proposal["memory"])}
+        except MemoryOpError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        ctx.events.emit("memory", **ctx.memory.operations[-1])
+        return answer
 
     def run(self, ctx: EpisodeContext) -> None:
         spec = ctx.bundle.controller
@@ -48,7 +75,8 @@ class ControllerAgent(ModelAgent):
         tool = ctx.bundle.tool(spec.apply_tool)
         arg_names = set(tool.parameters.get("properties", {}))
         policy = self.policy_config.create()
-        preamble, history = self._preamble(ctx), []
+        schema = self._schema(ctx, policy)
+        (system, task), history = self._prompt(ctx, schema), []
         best: dict[str, Any] | None = None
         last_applied: dict[str, Any] | None = None
         if spec.baseline_config:
@@ -57,19 +85,19 @@ class ControllerAgent(ModelAgent):
                 last_applied = best["arguments"] if best is not None else None
         while True:
             with ctx.trace.step(ctx.metrics.llm_calls + 1):
-                built = policy.build(PolicyInput(preamble, history, self.policy_config.budget_tokens,
-                                                 counter=self.model.count_tokens))
+                built = policy.build(PolicyInput(preamble(system, task, ctx.memory, []), history,
+                                                 self.policy_config.budget_tokens, counter=self.model.count_tokens))
                 messages = built.messages
                 ctx.check_budget()
                 ctx.ask_probes(self.model, messages)
-                response = ctx.call_model(self.model, messages, response_schema=spec.proposal_schema,
+                response = ctx.call_model(self.model, messages, response_schema=schema,
                                           context_tokens=built.tokens, full_tokens=built.full_tokens)
                 ctx.record_context_map(built)
                 ctx.events.emit("llm_call", model=self.model.name, context_tokens=built.tokens,
                                 full_tokens=built.full_tokens, messages=len(messages), response=response.text[:4000])
                 turn = len(ctx.metrics.iterations) + 1
                 history.append(Message("assistant", response.text, kind=KIND_ACTION, turn=turn))
-                proposal, error = self._parse(response.text, spec.proposal_schema)
+                proposal, error = self._parse(response.text, schema)
                 if error is not None:
                     ctx.outcomes["invalid_proposal"] += 1
                     ctx.events.emit("invalid_proposal", error=error)
@@ -79,6 +107,7 @@ class ControllerAgent(ModelAgent):
                     if ctx.outcomes["invalid_proposal"] >= ctx.max_steps:
                         raise EpisodeEnded(StopReason.INVALID_PROPOSALS)
                     continue
+                remembered = self._apply_memory(ctx, proposal)
                 if proposal.get("stop"):
                     self._stop(ctx, proposal, best, last_applied, arg_names)
                     return
@@ -90,7 +119,7 @@ class ControllerAgent(ModelAgent):
                 if score is not None and (best is None or ctx.bundle.target.better(score, best["score"])):
                     best = {"arguments": arguments, "score": score}
                 observation = {"ok": result.ok, "score": score, "config": proposal.get("config"),
-                               "error": result.error}
+                               "error": result.error, **({"memory": remembered} if remembered else {})}
                 if ctx.bundle.target.open_ended:
                     observation["steps_left"] = ctx.max_steps - ctx.metrics.steps
                 history.append(Message("user", ctx.plant_facts(self._report(observation, result)),

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from policies.base import KIND_HINTS, KIND_SYSTEM, KIND_TASK, Message
-from policies.marks import TARGET_MARK
+from policies.base import KIND_HINTS, KIND_MEMORY, KIND_SYSTEM, KIND_TASK, Message
+from policies.marks import MEMORY_MARK, TARGET_MARK
 
 from ..episode.context import EpisodeContext
 
@@ -16,6 +16,12 @@ CLARIFICATION_GUIDANCE = {
     "discourage": "You have a large context: prefer reading files and earlier results to asking questions; "
                   "use `clarify` only when something is truly ambiguous.",
 }
+
+
+MEMORY_GUIDANCE = ("You have a memory of your own: the `memory` tool keeps text files under /memories, shown to you "
+                   "after the task on every turn, while older turns may be cleared from your context. Save there what "
+                   "you will need later: the configurations you tried and their scores, the best one so far, and every "
+                   "constraint or fact you are told. Keep it short.")
 
 
 def target_facts(ctx: EpisodeContext) -> dict[str, Any]:
@@ -46,3 +52,15 @@ def hints_message(hints: list[tuple[str, str]]) -> Message | None:
     lines = [f"- Q: {q}\n  A: {a}" for q, a in hints]
     return Message("user", "Clarification hints (answers to your earlier questions):\n" + "\n".join(lines),
                    kind=KIND_HINTS)
+
+
+def memory_message(memory: Any) -> Message:
+    """The agent's memory as it is pinned after the task statement (episode/memory.py's MemoryStore)."""
+    return Message("user", f"{MEMORY_MARK} /memories (your memory, {memory.total_bytes()} bytes):\n{memory.render()}",
+                   kind=KIND_MEMORY)
+
+
+def preamble(system: Message, task: Message, memory: Any, hints: list[tuple[str, str]]) -> list[Message]:
+    """What every call starts with: system prompt, task, the agent's memory (when it has one), hints."""
+    hint = hints_message(hints)
+    return [system, task, *([memory_message(memory)] if memory is not None else []), *([hint] if hint else [])]

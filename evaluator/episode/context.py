@@ -126,6 +126,7 @@ class EpisodeContext:
         self.started = time.monotonic()
         self.submitted: dict[str, Any] | None = None
         self.stop_reason: str | None = None
+        self.memory: Any = None  # the agent's MemoryStore (episode/memory.py) when its policy wants one
 
     # -- budget ------------------------------------------------------------------
     def elapsed(self) -> float:

@@ -158,6 +158,7 @@ class EpisodeResult(Mapping[str, Any]):
     grade_errors: list[str] = field(default_factory=list)
     probes: list[dict[str, Any]] | None = None  # present only when the episode asked probes
     probe_recall: dict[str, Any] | None = None
+    memory: dict[str, Any] | None = None  # present only when the agent had a memory (episode/memory.py)
     artefacts: list[str] = field(default_factory=list)
     sandbox_events: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
@@ -165,6 +166,7 @@ class EpisodeResult(Mapping[str, Any]):
     def to_record(self) -> dict[str, Any]:
         """The schema's record, keys in the order result.json has always had them."""
         probes = {} if self.probes is None else {"probes": self.probes, "probe_recall": self.probe_recall}
+        memory = {} if self.memory is None else {"memory": self.memory}
         return {
             "schema_version": self.schema_version, "episode_id": self.episode_id, "run_id": self.run_id,
             "bundle": self.bundle.to_record(), "agent": dict(self.agent), "seed": self.seed,
@@ -173,7 +175,7 @@ class EpisodeResult(Mapping[str, Any]):
             "best_score": self.best_score, "baseline": self.baseline,
             "relative_improvement": self.relative_improvement, "output": self.output.to_record(),
             "grade": self.grade, "grade_errors": list(self.grade_errors), "outcomes": dict(self.outcomes),
-            "metrics": self.metrics.to_record(), **probes, "artefacts": list(self.artefacts),
+            "metrics": self.metrics.to_record(), **probes, **memory, "artefacts": list(self.artefacts),
             "sandbox_events": list(self.sandbox_events), "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
@@ -194,7 +196,8 @@ class EpisodeResult(Mapping[str, Any]):
             target_met=record.get("target_met", False), baseline=record.get("baseline"),
             relative_improvement=record.get("relative_improvement"),
             grade_errors=list(record.get("grade_errors", [])), probes=record.get("probes"),
-            probe_recall=record.get("probe_recall"), artefacts=list(record.get("artefacts", [])),
+            probe_recall=record.get("probe_recall"), memory=record.get("memory"),
+            artefacts=list(record.get("artefacts", [])),
             sandbox_events=list(record.get("sandbox_events", [])),
             schema_version=record.get("schema_version", SCHEMA_VERSION))
 

@@ -283,7 +283,8 @@ def _result(bundle: Bundle, agent: Agent, options: EpisodeOptions, state: Episod
         relative_improvement=target.relative_improvement(grade.score) if grade.score is not None else None,
         output=OutputCheck(**state.output), grade=grade.grade, grade_errors=grade.errors,
         outcomes=dict(ctx.outcomes) if ctx else {}, metrics=metrics.totals(time.monotonic() - started),
-        **_probe_results(ctx), artefacts=state.artefacts, sandbox_events=sandbox_events,
+        **_probe_results(ctx), memory=ctx.memory.snapshot() if ctx and ctx.memory is not None else None,
+        artefacts=state.artefacts, sandbox_events=sandbox_events,
         started_at=started_at, finished_at=_now())
 
 

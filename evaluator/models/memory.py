@@ -12,7 +12,7 @@ from typing import Any
 
 from policies.base import Message
 from policies.facts import split_notes  # noqa: F401 (the scripted models and tests read it from here)
-from policies.marks import CONSTRAINT_MARK, FACT_MARK, PROBE_MARK
+from policies.marks import CONSTRAINT_MARK, FACT_MARK, FACT_TAG, MEMORY_MARK, PROBE_MARK
 
 PROBE_PREFIX = f"{PROBE_MARK} "
 UNKNOWN = "unknown"
@@ -106,3 +106,45 @@ def probe_reply(messages: list[Message]) -> str | None:
                 return value if isinstance(value, str) else json.dumps(value)
     return UNKNOWN
 
+
+
+# -- the agent's own memory (episode/memory.py), as an offline model keeps it ------------------
+MEMORY_FACTS = "/memories/facts.md"
+MEMORY_BEST = "/memories/best.json"
+
+
+def pinned_memory(messages: list[Message]) -> str | None:
+    """The text of the pinned memory message, or None when the agent has no memory."""
+    return next((m.content for m in messages if m.content.startswith(MEMORY_MARK)), None)
+
+
+def fact_lines(text: str) -> list[str]:
+    """The lines of planted facts in `text`: each fact's sentence, its tag and its constraint."""
+    lines, found = text.split("\n"), []
+    for index, line in enumerate(lines):
+        if FACT_TAG.match(line.strip()):
+            if index and not FACT_TAG.match(lines[index - 1].strip()) and lines[index - 1].strip():
+                found.append(lines[index - 1].strip())
+            found.append(line.strip())
+        elif line.strip().startswith(CONSTRAINT_MARK):
+            found.append(line.strip())
+    return found
+
+
+def memory_write(messages: list[Message], score_key: str, best: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The memory command a diligent agent sends next, or None: first the facts it was told that
+    its memory lacks (the whole facts file, rewritten), then its best result when it changed."""
+    memory = pinned_memory(messages)
+    if memory is None:
+        return None
+    seen: list[str] = []
+    for message in messages:
+        if message.role != "assistant":
+            seen += [line for line in fact_lines(message.content) if line not in seen]
+    if any(line not in memory for line in seen):
+        return {"command": "create", "path": MEMORY_FACTS, "file_text": "\n".join(seen)}
+    if best is not None:
+        record = json.dumps({"config": best["config"], score_key: best["score"]}, sort_keys=True)
+        if record not in memory:
+            return {"command": "create", "path": MEMORY_BEST, "file_text": record}
+    return None

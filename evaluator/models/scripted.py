@@ -12,8 +12,8 @@ from policies.marks import TARGET_MARK
 
 from ..errors import CtxevalError
 from .base import Model, ModelResponse, ModelSpec, ToolSchema, Usage
-from .memory import (complies, json_objects, probe_reply, split_notes, visible_constraints, visible_results,
-                     with_constraints)
+from .memory import (complies, json_objects, memory_write, probe_reply, split_notes, visible_constraints,
+                     visible_results, with_constraints)
 from .search import candidate_configs
 
 
@@ -75,7 +75,8 @@ class ScriptedModel(Model):
 class HillClimb(ScriptedModel):
     """Controller-mode model: proposes the next untried candidate it can see (obeying every
     constraint it can see), and stops at the target, or near the end of an open-ended budget with
-    the best compliant configuration it remembers."""
+    the best compliant configuration it remembers. When proposals may carry a `memory` command, one
+    rides along whenever it has learned something its memory lacks (facts it was told, a new best)."""
 
     name = "scripted:hill_climb"
 
@@ -106,6 +107,10 @@ class HillClimb(ScriptedModel):
                 reply = {"config": untried[0], "rationale": f"untried candidate; {len(tried)} tried so far"}
             else:
                 reply = {"config": (best or {}).get("config", {}), "stop": True, "rationale": "no candidates left"}
+        if "memory" in (response_schema or {}).get("properties", {}):  # a memory rides along with the proposal
+            write = memory_write(messages, target.get("score_key", "score"), best)
+            if write is not None:
+                reply["memory"] = write
         content = json.dumps(reply, sort_keys=True)
         return ModelResponse(text=content, usage=_usage(messages, content))
 
@@ -121,7 +126,8 @@ class HillClimb(ScriptedModel):
 class React(ScriptedModel):
     """Agentic-mode model: looks around, optionally clarifies, tries untried configurations with
     the bundle's apply tool (obeying the constraints it can see), keeps its best and submits at
-    the target or near the end of an open-ended budget. Decides from `messages` only."""
+    the target or near the end of an open-ended budget. Offered the `memory` tool, it saves the facts
+    it is told and each new best before the next experiment. Decides from `messages` only."""
 
     name = "scripted:react"
 
@@ -166,6 +172,9 @@ class React(ScriptedModel):
                 return "submit", {"summary": f"best {score_key} {best['score']}"}
             return apply_tool, {"config": best["config"]}
         tool_by_name = {t.name: t for t in tools}
+        write = memory_write(messages, score_key, best) if "memory" in tool_by_name else None
+        if write is not None:  # offered a memory: save what was learned before experimenting on
+            return "memory", write
         schema = tool_by_name[apply_tool].parameters["properties"]["config"] if apply_tool in tool_by_name else {}
         candidates = [with_constraints(c, constraints) for c in candidate_configs(schema, int(target.get("seed", 0)))]
         untried = [c for c in candidates if c not in tried]
