@@ -1,4 +1,4 @@
-"""The worked study: every context policy on a long-horizon bundle, offline, many seeds. Prints JSON.
+"""The worked study: the context policies on a long-horizon bundle, offline, many seeds. Prints JSON.
 
     .venv/bin/python benchmarks/context_study.py [--bundle bundles/toy@long] [--policy P ...]
         [--seeds 10] [--max-parallel 2] [--run-id ID] [--runs-dir DIR] [--out FILE] [--no-run]
