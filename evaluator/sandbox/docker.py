@@ -275,8 +275,16 @@ class DockerSandbox(DockerReuse):
 
     def copy_out(self, dest: Path, limits: ArtefactLimits = ArtefactLimits(),
                  priority: Iterable[str] = ()) -> ArtefactCopy:
+        """Frozen only while the workspace is read: a frozen PID 1 cannot end the container, so a
+        driver killed during grading would otherwise leave it behind (the grade reads the copy)."""
         self.quiesce()
-        return self._archive(WORKSPACE_MOUNT, dest, limits, priority)
+        try:
+            return self._archive(WORKSPACE_MOUNT, dest, limits, priority)
+        finally:
+            try:
+                self._thaw()
+            except Exception as exc:  # noqa: BLE001 - still frozen: stop() or the next reset deals with it
+                self.events.append({"event": "thaw_failed", "error": str(exc)[:300]})
 
     def export(self, scratch: Scratch, dest: Path, limits: ArtefactLimits = ArtefactLimits()) -> ArtefactCopy:
         return self._archive(scratch.mount, dest, limits, ())
